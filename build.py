@@ -1,0 +1,62 @@
+"""Ahead-of-time compile of FP8 GEMM kernels into the JIT disk cache.
+
+    python build.py --shapes "4096,7168,16384;128,2112,7168" [--num-sms 132]
+    python build.py --all          # every configuration the heuristics can choose
+
+Needs NVRTC only (no GPU): warm the cache on a build machine, then copy the cache
+directory (see fp8gemm_core.jit.cache_dir(); keys depend on content only) to the
+machines that run the model. Prints each kernel's registers and spills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from fp8gemm_core import driver, gemm, jit
+from fp8gemm_core.heuristics import choose_gemm_config, effective_num_sms
+
+
+def _num_sms(arg: int | None) -> int:
+    if arg:
+        return arg
+    try:
+        return effective_num_sms(driver.get_device(0).num_sms)
+    except Exception:
+        return 132  # H100 SXM / H200
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default="", help="M,N,K triples separated by ';'")
+    ap.add_argument("--all", action="store_true", help="every kernel configuration")
+    ap.add_argument("--num-sms", type=int, default=None, help="SM count to plan for (default: GPU 0's, else 132)")
+    ap.add_argument("--out-dtype", choices=("bf16", "fp32"), default="bf16")
+    args = ap.parse_args(argv)
+
+    specs = []
+    if args.all:
+        specs = gemm.gemm_kernel_configs()
+    for triple in filter(None, args.shapes.split(";")):
+        m, n, k = (int(v) for v in triple.split(","))
+        cfg = choose_gemm_config(m, n, k, _num_sms(args.num_sms))
+        specs.append(gemm._kernel_spec(cfg, args.out_dtype == "fp32", 0))
+    if not specs:
+        ap.error("nothing to build: give --shapes or --all")
+
+    print(f"cache: {jit.cache_dir()}")
+    bad = 0
+    t0 = time.perf_counter()
+    for source, name, prelude in dict.fromkeys(specs):
+        ck = jit.compile_kernel(source, name, prelude=prelude)
+        spill = ck.spill_stores or ck.spill_loads or ck.stack_frame
+        bad += bool(spill)
+        print(f"  {name:<40} {ck.origin:<8} regs {ck.registers:3d}  spills {ck.spill_stores}/{ck.spill_loads}"
+              f"  stack {ck.stack_frame}  {ck.compile_seconds:5.2f}s{'  <-- SPILLS' if spill else ''}")
+    print(f"{len(dict.fromkeys(specs))} kernels in {time.perf_counter() - t0:.1f}s, {bad} with spills")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

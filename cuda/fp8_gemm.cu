@@ -1,0 +1,206 @@
+// Dense FP8 (E4M3) GEMM, "NT": D[M, N] = (C +) A[M, K] @ B[N, K]^T with
+// DeepSeek-style fine-grained scales (sfa per 1x128 of A, sfb per 128x128 of B).
+//
+// Persistent and warp-specialized: warpgroup 0 is the producer (one thread
+// issues TMA loads of A and B tiles into a ring of shared-memory stages, each
+// guarded by a "full" and an "empty" mbarrier); warpgroups 1.. are consumers,
+// each owning 64 rows of the BLOCK_M x BLOCK_N tile. Per 128-wide K block a
+// consumer runs four m64nNk32 wgmma into a partial accumulator, waits, and
+// promotes it into the fp32 result with the product of the two scales
+// (Hopper's FP8 tensor-core accumulation is too narrow to run over all of K).
+//
+// The host generates WgmmaFp8<BLOCK_N> (the asm operand list grows with N) and
+// puts it in front of this file; see fp8gemm_core/gemm.py.
+#include "ptx.cuh"
+
+template <int N>
+struct WgmmaFp8;
+
+namespace fp8gemm {
+
+constexpr int kBlockK = 128;        // one scale group of A and B per K block
+constexpr int kWarpgroup = 128;
+
+// Walks output tiles in bands of `group_n` N-blocks, M-blocks inside a band, so
+// that the CTAs running at the same time share B tiles (and A tiles) in L2.
+struct TileScheduler {
+  i32 num_m_blocks, num_n_blocks, group_n, num_tiles;
+
+  DEVICE TileScheduler(i32 m_blocks, i32 n_blocks, i32 group)
+      : num_m_blocks(m_blocks), num_n_blocks(n_blocks), group_n(group),
+        num_tiles(m_blocks * n_blocks) {}
+
+  DEVICE void tile(i32 t, i32& m_block, i32& n_block) const {
+    const i32 per_band = num_m_blocks * group_n;
+    const i32 band = t / per_band;
+    const i32 first_n = band * group_n;
+    const i32 width = min(group_n, num_n_blocks - first_n);
+    const i32 r = t - band * per_band;
+    m_block = r / width;
+    n_block = first_n + r % width;
+  }
+};
+
+}  // namespace fp8gemm
+
+// kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
+template <int BLOCK_M, int BLOCK_N, int STAGES, int kOutFp32, int kCMode>
+__global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1)
+fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
+            const __grid_constant__ TmaDescriptor tmap_b,
+            const float* __restrict__ sfa, i64 sfa_stride_m, i64 sfa_stride_k,
+            const float* __restrict__ sfb, i64 sfb_stride_n, i64 sfb_stride_k,
+            void* d, i64 ldd, const void* c, i64 ldc,
+            i32 M, i32 N, i32 K, i32 group_n) {
+  using namespace fp8gemm;
+  constexpr int kMathWarpgroups = BLOCK_M / 64;
+  constexpr u32 kTileBytesA = BLOCK_M * kBlockK;
+  constexpr u32 kTileBytesB = BLOCK_N * kBlockK;
+  // A tile that straddles a 128-column scale block of B needs two B scales.
+  constexpr bool kTwoScaleBlocks = (128 % BLOCK_N) != 0;
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128, "BLOCK_M must be 64 or 128");
+  static_assert(BLOCK_N % 8 == 0 && BLOCK_N >= 8 && BLOCK_N <= 256, "bad BLOCK_N");
+  static_assert(kTileBytesB % 1024 == 0, "B stages must stay 1024-byte aligned for the swizzle");
+
+  extern __shared__ u8 smem_raw[];
+  u8* smem = reinterpret_cast<u8*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
+  u8* smem_a = smem;
+  u8* smem_b = smem + STAGES * kTileBytesA;
+  u64* full = reinterpret_cast<u64*>(smem_b + STAGES * kTileBytesB);
+  u64* empty = full + STAGES;
+
+  const u32 warp = ptx::warp_id_uniform();
+  if (threadIdx.x == 0) {
+    ptx::tma_prefetch_descriptor(&tmap_a);
+    ptx::tma_prefetch_descriptor(&tmap_b);
+    for (int s = 0; s < STAGES; ++s) {
+      ptx::mbar_init(&full[s], 1);
+      ptx::mbar_init(&empty[s], kMathWarpgroups * 4);  // one arrival per consumer warp
+    }
+    ptx::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const fp8gemm::TileScheduler sched((M + BLOCK_M - 1) / BLOCK_M, (N + BLOCK_N - 1) / BLOCK_N,
+                                     group_n);
+  const i32 num_k_blocks = (K + kBlockK - 1) / kBlockK;
+
+  if (warp < 4) {
+    // ---------------------------------------------------------------- producer
+    if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<40>();
+    if (warp == 0 && ptx::elect_one()) {
+      u32 it = 0;
+      for (i32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+        i32 mb, nb;
+        sched.tile(t, mb, nb);
+        for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+          const u32 s = it % STAGES, round = it / STAGES;
+          ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
+          // TMA counts the whole box, out-of-bounds zero fill included.
+          ptx::mbar_arrive_expect_tx(&full[s], kTileBytesA + kTileBytesB);
+          ptx::tma_load_2d(smem_a + s * kTileBytesA, &tmap_a, &full[s], kb * kBlockK, mb * BLOCK_M);
+          ptx::tma_load_2d(smem_b + s * kTileBytesB, &tmap_b, &full[s], kb * kBlockK, nb * BLOCK_N);
+        }
+      }
+    }
+    return;
+  }
+
+  // ------------------------------------------------------------------ consumers
+  if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<232>();
+  const u32 math_tid = threadIdx.x - kWarpgroup;
+  const u32 wg = math_tid / kWarpgroup;
+  const u32 lane = ptx::lane_id();
+  // wgmma accumulator layout: this thread holds rows r and r + 8 of its warp's
+  // 16 rows, and columns 8j + 2(lane % 4) + {0, 1} for every j.
+  const i32 row_in_tile = wg * 64 + (warp - 4 - wg * 4) * 16 + lane / 4;
+  const i32 col_in_chunk = (lane % 4) * 2;
+  const i32 num_n_scale_blocks = (N + 127) / 128;
+
+  float acc[BLOCK_N / 2];
+  float part[BLOCK_N / 2];
+  u32 it = 0;
+  for (i32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+    i32 mb, nb;
+    sched.tile(t, mb, nb);
+    const i32 m0 = mb * BLOCK_M, n0 = nb * BLOCK_N;
+    const i32 row0 = m0 + row_in_tile, row1 = row0 + 8;
+    // Rows past M hold zeros (TMA fill); clamp their scale reads into bounds.
+    const float* sfa_row0 = sfa + i64(min(row0, M - 1)) * sfa_stride_m;
+    const float* sfa_row1 = sfa + i64(min(row1, M - 1)) * sfa_stride_m;
+    const i32 sb_block0 = n0 / 128;
+    const float* sfb_blk0 = sfb + i64(sb_block0) * sfb_stride_n;
+    const float* sfb_blk1 = sfb + i64(min(sb_block0 + 1, num_n_scale_blocks - 1)) * sfb_stride_n;
+    const i32 split = (sb_block0 + 1) * 128 - n0;  // first tile column of the second scale block
+
+#pragma unroll
+    for (int i = 0; i < BLOCK_N / 2; ++i) acc[i] = 0.f;
+
+    for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+      const u32 s = it % STAGES, round = it / STAGES;
+      // Scale loads go out before the wait so their latency hides behind it.
+      const float sa0 = __ldg(sfa_row0 + kb * sfa_stride_k);
+      const float sa1 = __ldg(sfa_row1 + kb * sfa_stride_k);
+      const float sb0 = __ldg(sfb_blk0 + kb * sfb_stride_k);
+      const float sb1 = kTwoScaleBlocks ? __ldg(sfb_blk1 + kb * sfb_stride_k) : sb0;
+
+      ptx::mbar_wait(&full[s], round & 1);
+      const u64 desc_a = ptx::smem_desc_sw128(smem_a + s * kTileBytesA + wg * 64 * kBlockK);
+      const u64 desc_b = ptx::smem_desc_sw128(smem_b + s * kTileBytesB);
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(part[i]);
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockK / 32; ++kk) {
+        // Advancing 32 bytes along K inside the swizzle atom is a +2 on the address field.
+        WgmmaFp8<BLOCK_N>::mma(part, desc_a + 2 * kk, desc_b + 2 * kk, kk > 0);
+      }
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<0>();
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(part[i]);
+      // This warp is done reading the stage; the producer may refill it.
+      if (lane == 0) ptx::mbar_arrive(&empty[s]);
+
+      const float s00 = sa0 * sb0, s10 = sa1 * sb0;
+      const float s01 = sa0 * sb1, s11 = sa1 * sb1;
+#pragma unroll
+      for (int j = 0; j < BLOCK_N / 8; ++j) {
+        const bool second = kTwoScaleBlocks && j * 8 >= split;
+        const float lo = second ? s01 : s00, hi = second ? s11 : s10;
+        acc[4 * j + 0] = fmaf(part[4 * j + 0], lo, acc[4 * j + 0]);
+        acc[4 * j + 1] = fmaf(part[4 * j + 1], lo, acc[4 * j + 1]);
+        acc[4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[4 * j + 2]);
+        acc[4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[4 * j + 3]);
+      }
+    }
+
+    // Epilogue: straight from registers, two adjacent columns per store.
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+      const i32 col = n0 + j * 8 + col_in_chunk;
+      if (col >= N) continue;  // N % 8 == 0, so col + 1 < N as well
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const i32 row = h ? row1 : row0;
+        if (row >= M) continue;
+        float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+        if constexpr (kCMode == 1) {
+          const float2 cv = *reinterpret_cast<const float2*>(
+              static_cast<const float*>(c) + i64(row) * ldc + col);
+          v0 += cv.x;
+          v1 += cv.y;
+        } else if constexpr (kCMode == 2) {
+          const u32 cv = *reinterpret_cast<const u32*>(static_cast<const u16*>(c) + i64(row) * ldc + col);
+          v0 += ptx::bf16_to_float(u16(cv & 0xFFFF));
+          v1 += ptx::bf16_to_float(u16(cv >> 16));
+        }
+        if constexpr (kOutFp32) {
+          *reinterpret_cast<float2*>(static_cast<float*>(d) + i64(row) * ldd + col) = make_float2(v0, v1);
+        } else {
+          *reinterpret_cast<u32*>(static_cast<u16*>(d) + i64(row) * ldd + col) = ptx::pack_bf16x2(v0, v1);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,180 @@
+// Hopper (sm_90a) primitives written as inline PTX: mbarriers, TMA bulk tensor
+// copies, wgmma, fences and register reallocation. Self-contained on purpose:
+// NVRTC from the pip wheel has no CUDA toolkit headers to include.
+#pragma once
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef int i32;
+typedef unsigned long long u64;
+typedef long long i64;
+
+// The 128-byte tensor map built on the host by cuTensorMapEncodeTiled; only its
+// address is used here, so its contents stay opaque.
+struct alignas(64) TmaDescriptor {
+  u64 opaque[16];
+};
+
+#define DEVICE __device__ __forceinline__
+
+namespace ptx {
+
+DEVICE u32 smem_addr(const void* p) {
+  return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+
+DEVICE u32 lane_id() { return threadIdx.x & 31; }
+
+// Same value in every lane, so the compiler can keep warp-uniform branches uniform.
+DEVICE u32 warp_id_uniform() {
+  return __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
+}
+
+// One lane of the warp returns true; cheaper than comparing lane ids and warp-uniform.
+DEVICE bool elect_one() {
+  u32 pred = 0;
+  asm volatile(
+      "{\n .reg .pred p;\n elect.sync _|p, 0xffffffff;\n selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(pred));
+  return pred != 0;
+}
+
+// ------------------------------------------------------------------ mbarrier
+
+DEVICE void mbar_init(u64* bar, u32 count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
+}
+
+// Makes barrier initialisation visible to the async proxy (TMA) and the cluster.
+DEVICE void fence_barrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+DEVICE void mbar_arrive(u64* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+
+// Arrive and announce `bytes` of transaction that TMA will complete on this barrier.
+DEVICE void mbar_arrive_expect_tx(u64* bar, u32 bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+
+// Block until the barrier's phase with the given parity has completed.
+DEVICE void mbar_wait(u64* bar, u32 parity) {
+  asm volatile(
+      "{\n"
+      " .reg .pred done;\n"
+      "WAIT_%=:\n"
+      " mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      " @!done bra WAIT_%=;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// ------------------------------------------------------------------ TMA
+
+DEVICE void tma_prefetch_descriptor(const TmaDescriptor* desc) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(desc) : "memory");
+}
+
+DEVICE void tma_load_2d(void* dst, const TmaDescriptor* desc, u64* bar, i32 c0, i32 c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4}], [%2];\n" ::"r"(smem_addr(dst)),
+      "l"(desc), "r"(smem_addr(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+DEVICE void tma_load_3d(void* dst, const TmaDescriptor* desc, u64* bar, i32 c0, i32 c1, i32 c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5}], [%2];\n" ::"r"(smem_addr(dst)),
+      "l"(desc), "r"(smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+DEVICE void tma_store_2d(const TmaDescriptor* desc, const void* src, i32 c0, i32 c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
+                   desc),
+               "r"(smem_addr(src)), "r"(c0), "r"(c1)
+               : "memory");
+}
+
+DEVICE void tma_store_3d(const TmaDescriptor* desc, const void* src, i32 c0, i32 c1, i32 c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(desc),
+      "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+DEVICE void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+
+// Wait until at most N committed store groups are still reading shared memory.
+template <int N>
+DEVICE void tma_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+
+// Wait until committed store groups have fully completed (writes visible).
+template <int N>
+DEVICE void tma_store_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Ordinary shared-memory writes must be fenced before TMA (async proxy) reads them.
+DEVICE void fence_proxy_async_smem() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// ------------------------------------------------------------------ wgmma
+
+DEVICE void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+DEVICE void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+DEVICE void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// Keeps the compiler from moving accumulator reads/writes across wgmma boundaries.
+DEVICE void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// Shared-memory matrix descriptor for a K-major tile stored with the 128-byte
+// swizzle that TMA's CU_TENSOR_MAP_SWIZZLE_128B produces: rows of 128 bytes,
+// 8-row atoms of 1024 bytes (stride byte offset), swizzle mode 1 in bits 62-63.
+DEVICE u64 smem_desc_sw128(const void* tile) {
+  u64 addr = smem_addr(tile);
+  u64 desc = 0;
+  desc |= (addr & 0x3FFFFull) >> 4;           // start address, 16-byte units
+  desc |= u64(1) << 16;                        // leading byte offset (unused for swizzled K-major)
+  desc |= u64(1024 >> 4) << 32;                // stride byte offset: one 8-row atom
+  desc |= u64(1) << 62;                        // 128-byte swizzle
+  return desc;
+}
+
+// ------------------------------------------------------------------ registers
+
+template <u32 N>
+DEVICE void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <u32 N>
+DEVICE void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+// ------------------------------------------------------------------ conversions
+
+DEVICE u32 pack_bf16x2(float lo, float hi) {
+  u32 r;
+  // cvt packs its first source into the upper half.
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+DEVICE float bf16_to_float(u16 v) { return __uint_as_float(u32(v) << 16); }
+
+}  // namespace ptx

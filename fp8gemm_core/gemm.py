@@ -1,0 +1,239 @@
+"""Dense FP8 GEMM, NT layout: ``D = (C +) A @ B^T`` with 1x128 / 128x128 scales.
+
+Launcher of ``cuda/fp8_gemm.cu``. The first call for a shape validates, picks a
+tile configuration (``heuristics``), compiles or loads the kernel (``jit``) and
+builds a launch plan; later calls with the same shape reuse the plan and only
+write this call's pointers, strides and tensor maps before the launch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from . import arrays, driver, jit, tma
+from .codegen import wgmma_fp8_source
+from .heuristics import BLOCK_K, GemmConfig, choose_gemm_config, effective_num_sms
+
+__all__ = ["fp8_gemm_nt", "gemm_kernel_configs"]
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F32 = np.dtype(np.float32)
+FP8 = np.dtype(ml_dtypes.float8_e4m3fn)
+
+_C_MODES = {None: 0, F32: 1, BF16: 2}
+_PARAM_KINDS = ("tmap", "tmap", "u64", "i64", "i64", "u64", "i64", "i64", "u64", "i64", "u64",
+                "i64", "i32", "i32", "i32", "i32")
+
+
+@dataclass
+class _Plan:
+    config: GemmConfig
+    kernel: Any
+    params: driver.KernelParams
+    launch_config: Any = None
+
+
+_plans: dict[tuple, _Plan] = {}
+
+
+def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int) -> tuple[str, str, str]:
+    name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {int(out_fp32)}, "
+            f"{c_mode}>")
+    return "fp8_gemm.cu", name, wgmma_fp8_source(cfg.block_n)
+
+
+def gemm_kernel_configs() -> list[tuple[str, str, str]]:
+    """Every (source, name_expr, prelude) the heuristics can choose: for AOT builds and spill checks."""
+    from .heuristics import SMEM_LIMIT, SMEM_RESERVED, MAX_STAGES, candidate_block_ns
+    specs = []
+    for bm in (64, 128):
+        for bn in candidate_block_ns():
+            stages = min(MAX_STAGES, (SMEM_LIMIT - SMEM_RESERVED) // ((bm + bn) * BLOCK_K))
+            cfg = GemmConfig(bm, bn, stages, 1, 1)
+            for out_fp32 in (False, True):
+                for c_mode in (0, 1, 2):
+                    specs.append(_kernel_spec(cfg, out_fp32, c_mode))
+    return specs
+
+
+def _dtype_name(dt: Any) -> np.dtype:
+    if isinstance(dt, str):
+        table = {"bf16": BF16, "bfloat16": BF16, "fp32": F32, "float32": F32}
+        if dt not in table:
+            raise ValueError(f"out_dtype: expected 'bf16' or 'fp32', got {dt!r}")
+        return table[dt]
+    try:
+        d = np.dtype(dt)
+    except TypeError:
+        d = None
+    if d not in (BF16, F32):
+        raise ValueError(f"out_dtype: expected bfloat16 or float32, got {dt!r}")
+    return d
+
+
+def _pair(x: Any, name: str) -> tuple[Any, Any]:
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise TypeError(f"{name}: expected a pair (fp8 data, fp32 scales), got {type(x).__name__}")
+    return x[0], x[1]
+
+
+def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: Any = None,
+                out_dtype: Any = None, stream: Any = None) -> Any:
+    """FP8 GEMM ``out = (c +) A @ B^T`` with DeepSeek-style fine-grained scaling.
+
+    Args:
+        a: ``(a_fp8, sfa)``: ``a_fp8`` [M, K] E4M3 (float8_e4m3fn, or a uint8 view of
+            it), row-major with 16-byte aligned rows; ``sfa`` [M, ceil(K/128)] float32,
+            one scale per row per 128-wide K group, any strides. Fastest: M-major
+            (column-major, stride (1, M) or padded), so one warp's rows share a
+            32-byte sector; the row-major layout a quantizer writes works too.
+        b: ``(b_fp8, sfb)``: ``b_fp8`` [N, K] E4M3, K contiguous; ``sfb``
+            [ceil(N/128), ceil(K/128)] float32, one scale per 128x128 block, any strides.
+        out: optional [M, N] output (``out_dtype``), row-major; allocated when None.
+        c: optional [M, N] float32 or bfloat16 added to the product (may be ``out``).
+        out_dtype: ``"bf16"`` or ``"fp32"`` (or the numpy/ml_dtypes dtype); default: bf16,
+            or ``out``'s dtype when ``out`` is given.
+        stream: stream to launch on (int handle, torch/cupy stream, or None for the
+            legacy default stream).
+    Returns:
+        ``out``: the given array, or a new ``DeviceArray`` (numpy in, numpy out).
+
+    Requirements of this kernel: N even, K a multiple of 16 (TMA row alignment),
+    all arrays on the same sm_90 GPU. Any M >= 0 and any K/N tail are handled.
+    """
+    s = driver.stream_handle(stream)
+    a8, sfa = _pair(a, "a")
+    b8, sfb = _pair(b, "b")
+    A = arrays.as_array(a8, "a[0]", fp8=True, stream=s)
+    SA = arrays.as_array(sfa, "a[1]", stream=s)
+    B = arrays.as_array(b8, "b[0]", fp8=True, stream=s)
+    SB = arrays.as_array(sfb, "b[1]", stream=s)
+    C = None if c is None else arrays.as_array(c, "c", stream=s)
+    O = None if out is None else arrays.as_array(out, "out", stream=s)
+    odt = BF16 if out_dtype is None else _dtype_name(out_dtype)
+    if O is not None:
+        if O.dtype not in (BF16, F32):
+            raise TypeError(f"out: expected bfloat16 or float32, got {O.dtype}")
+        if out_dtype is not None and odt != O.dtype:
+            raise ValueError(f"out_dtype: {out_dtype!r} disagrees with out's dtype {O.dtype}")
+        odt = O.dtype
+    M, N, K = _check_shapes(A, SA, B, SB, C, O)
+
+    named = (("a[0]", A), ("a[1]", SA), ("b[0]", B), ("b[1]", SB), ("c", C), ("out", O))
+    if any(x is not None and x.device is None for _, x in named):
+        return _on_host_arrays(named, (a8, sfa, b8, sfb, c, out), odt, s)
+    dev_ordinal = arrays.check_same_device(*named)
+    device = driver.get_device(dev_ordinal)
+    device.require_hopper()
+    if O is None:
+        out = arrays.DeviceArray.empty((M, N), odt, device=dev_ordinal, stream=s)
+        O = arrays.as_array(out, "out", stream=s)
+    _check_output(O, "out")
+    if C is not None:
+        _check_output(C, "c")
+    if M == 0 or N == 0:
+        return out
+
+    out_fp32 = odt == F32
+    c_mode = _C_MODES[None if C is None else C.dtype]
+    key = (M, N, K, out_fp32, c_mode, dev_ordinal, effective_num_sms(device.num_sms))
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _make_plan(key, device)
+    cfg = plan.config
+    p = plan.params
+    p.set(2, SA.ptr)
+    p.set(3, SA.strides[0])
+    p.set(4, SA.strides[1])
+    p.set(5, SB.ptr)
+    p.set(6, SB.strides[0])
+    p.set(7, SB.strides[1])
+    p.set(8, O.ptr)
+    p.set(9, O.strides[0])
+    p.set(10, 0 if C is None else C.ptr)
+    p.set(11, 0 if C is None else C.strides[0])
+    with device.activate():  # encoding a new tensor map needs the device's context
+        p.set(0, tma.make_tensor_map(A.ptr, FP8, (M, K), A.strides, (cfg.block_m, BLOCK_K),
+                                     tma.SWIZZLE_128B, name="a[0]"))
+        p.set(1, tma.make_tensor_map(B.ptr, FP8, (N, K), B.strides, (cfg.block_n, BLOCK_K),
+                                     tma.SWIZZLE_128B, name="b[0]"))
+        plan.launch_config = driver.launch(plan.kernel.handle, cfg.num_sms, cfg.threads,
+                                           cfg.smem_bytes, s, p, config=plan.launch_config)
+    return out
+
+
+def _make_plan(key: tuple, device: driver.Device) -> _Plan:
+    M, N, K, out_fp32, c_mode, _, num_sms = key
+    cfg = choose_gemm_config(M, N, K, num_sms)
+    tiles = math.ceil(M / cfg.block_m) * math.ceil(N / cfg.block_n)
+    cfg = GemmConfig(cfg.block_m, cfg.block_n, cfg.stages, cfg.group_n, min(num_sms, tiles))
+    source, name, prelude = _kernel_spec(cfg, out_fp32, c_mode)
+    kernel = jit.get_kernel(source, name, prelude=prelude, device=device,
+                            max_dynamic_smem=cfg.smem_bytes)
+    params = driver.KernelParams(_PARAM_KINDS)
+    params.set(12, M)
+    params.set(13, N)
+    params.set(14, K)
+    params.set(15, cfg.group_n)
+    plan = _Plan(cfg, kernel, params)
+    _plans[key] = plan
+    return plan
+
+
+def _check_shapes(A, SA, B, SB, C, O) -> tuple[int, int, int]:
+    if A.ndim != 2:
+        raise ValueError(f"a[0]: expected a 2-D [M, K] array, got shape {A.shape}")
+    if B.ndim != 2:
+        raise ValueError(f"b[0]: expected a 2-D [N, K] array, got shape {B.shape}")
+    M, K = A.shape
+    N, KB = B.shape
+    if KB != K:
+        raise ValueError(f"b[0]: expected K = {K} columns to match a[0] {A.shape}, got shape {B.shape}")
+    kg, ng = -(-K // 128), -(-N // 128)
+    arrays.check_shape(SA, "a[1]", (M, kg))
+    arrays.check_shape(SB, "b[1]", (ng, kg))
+    arrays.check_dtype(SA, "a[1]", F32)
+    arrays.check_dtype(SB, "b[1]", F32)
+    if C is not None:
+        arrays.check_shape(C, "c", (M, N))
+        if C.dtype not in (F32, BF16):
+            raise TypeError(f"c: expected float32 or bfloat16, got {C.dtype}")
+    if O is not None:
+        arrays.check_shape(O, "out", (M, N))
+    if N % 2:
+        raise ValueError(f"b[0]: this kernel needs N even, got N = {N}")
+    if K % 16:
+        raise ValueError(f"a[0]: this kernel needs K a multiple of 16 (TMA row alignment), got K = {K}")
+    if M and K:
+        arrays.check_tma_compatible(A, "a[0]")
+        arrays.check_tma_compatible(B, "b[0]")
+    return M, N, K
+
+
+def _check_output(X, name: str) -> None:
+    # Two adjacent columns go out in one 4- or 8-byte store.
+    if X.shape[0] and X.shape[1] and (X.strides[1] != 1 or X.strides[0] % 2 or X.ptr % (2 * X.itemsize)):
+        raise ValueError(f"{name}: expected row-major rows (last stride 1, even row stride, "
+                         f"{2 * X.itemsize}-byte aligned), got strides {X.strides} at 0x{X.ptr:x}")
+
+
+def _on_host_arrays(named, originals, odt: np.dtype, stream: int) -> np.ndarray:
+    """numpy in, numpy out: stage every argument on GPU 0, run, copy the result back."""
+    host = [name for name, x in named if x is not None and x.device is None]
+    if len(host) != sum(x is not None for _, x in named):
+        raise ValueError(f"{', '.join(host)}: host (numpy) arrays cannot be mixed with device arrays")
+    staged = [None if x is None else arrays.DeviceArray.from_numpy(np.asarray(x), device=0,
+                                                                    stream=stream)
+              for x in originals]
+    a8, sfa, b8, sfb, c, out = staged
+    result = fp8_gemm_nt((a8, sfa), (b8, sfb), out, c=c, out_dtype=odt, stream=stream)
+    host_out = result.to_numpy(stream=stream)
+    if originals[5] is not None:
+        np.copyto(originals[5], host_out)
+        return originals[5]
+    return host_out

@@ -1,0 +1,97 @@
+"""Tile-shape heuristics: pick BLOCK_M, BLOCK_N, pipeline stages and rasterization.
+
+The kernel is persistent (one CTA per SM walks many tiles), so the cost model is
+"waves": ceil(tiles / SMs) rounds of work, the last one possibly part-empty.
+Among shapes with the fewest waves we prefer the fullest last wave, then the
+larger tile (more reuse of each byte loaded). BLOCK_N runs in steps of 16,
+non-powers of two included, which is what lets e.g. N=7168 fill 132 SMs.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+__all__ = ["GemmConfig", "choose_gemm_config", "candidate_block_ns", "set_num_sms", "get_num_sms",
+           "effective_num_sms"]
+
+BLOCK_K = 128
+SMEM_LIMIT = 232448          # bytes of shared memory a Hopper block may opt in to (227 KiB)
+SMEM_RESERVED = 1024 + 1024  # alignment slack and the mbarriers
+MAX_STAGES = 8
+MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
+GROUP_N = 16                 # N-blocks per rasterization band
+
+_num_sms_override: int | None = None
+_lock = threading.Lock()
+
+
+def set_num_sms(num_sms: int | None) -> None:
+    """Limit the SMs the persistent kernels use (``None``: all of them), as DeepGEMM's set_num_sms."""
+    global _num_sms_override
+    if num_sms is not None and (not isinstance(num_sms, int) or num_sms < 1):
+        raise ValueError(f"num_sms: expected a positive int or None, got {num_sms!r}")
+    with _lock:
+        _num_sms_override = num_sms
+
+
+def effective_num_sms(device_sms: int) -> int:
+    """SMs the kernels will use on a device with ``device_sms`` multiprocessors."""
+    n = _num_sms_override
+    return device_sms if n is None else min(n, device_sms)
+
+
+def get_num_sms() -> int:
+    """SMs the kernels use on GPU 0: the ``set_num_sms`` limit, or all of them."""
+    from .driver import get_device
+    return effective_num_sms(get_device(0).num_sms)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    block_m: int
+    block_n: int
+    stages: int
+    group_n: int
+    num_sms: int
+
+    @property
+    def threads(self) -> int:
+        return 128 * (1 + self.block_m // 64)
+
+    @property
+    def smem_bytes(self) -> int:
+        return self.stages * (self.block_m + self.block_n) * BLOCK_K + SMEM_RESERVED
+
+
+def _spans_at_most_two_scale_blocks(block_n: int) -> bool:
+    # Tiles start at multiples of block_n; the worst start offset inside a 128-wide
+    # scale block is 128 - gcd(block_n, 128). The kernel handles two scale blocks per tile.
+    return block_n <= 128 or 128 - math.gcd(block_n, 128) + block_n <= 256
+
+
+def candidate_block_ns() -> list[int]:
+    return [n for n in range(16, MAX_BLOCK_N + 1, 16) if _spans_at_most_two_scale_blocks(n)]
+
+
+def choose_gemm_config(m: int, n: int, k: int, num_sms: int) -> GemmConfig:
+    """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs."""
+    block_ms = [64] if m <= 64 else [64, 128]
+    best, best_key = None, None
+    for bm in block_ms:
+        for bn in candidate_block_ns():
+            tiles = math.ceil(m / bm) * math.ceil(n / bn)
+            waves = math.ceil(tiles / num_sms)
+            last_wave_fill = tiles / (waves * num_sms)
+            # Fewest waves, then fullest last wave, then the largest tile area;
+            # BLOCK_M=128 breaks ties (two consumer warpgroups keep the tensor cores busier).
+            key = (waves, -round(last_wave_fill, 3), -bm * bn, -bm)
+            if best_key is None or key < best_key:
+                best, best_key = (bm, bn), key
+    bm, bn = best
+    stage_bytes = (bm + bn) * BLOCK_K
+    stages = min(MAX_STAGES, (SMEM_LIMIT - SMEM_RESERVED) // stage_bytes)
+    n_blocks = math.ceil(n / bn)
+    return GemmConfig(block_m=bm, block_n=bn, stages=stages, group_n=min(GROUP_N, n_blocks),
+                      num_sms=num_sms)

@@ -1,0 +1,282 @@
+"""fp8_gemm_nt: validation on any machine; numerics against the numpy reference on the GPU."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fp8gemm_core as fg
+from fp8gemm_core import reference as ref
+from fp8gemm_core.arrays import DeviceArray
+
+from gpu_support import requires_gpu
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+ERRORS: list[float] = []  # every checked relative error, summarised at the end of the session
+BRIEF_NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
+
+
+def _rng():
+    seed = np.random.SeedSequence().entropy % 2**32
+    return np.random.default_rng(seed), seed
+
+
+def make_operands(rng, m, n, k, *, outliers=False, zero_blocks=False):
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k), dtype=np.float32)
+    if outliers:
+        a.flat[rng.integers(0, a.size, size=max(1, a.size // 1000))] *= 1000.0
+        b.flat[rng.integers(0, b.size, size=max(1, b.size // 1000))] *= 1000.0
+    if zero_blocks:
+        a[: max(1, m // 3), :128] = 0.0
+        b[:128, -128:] = 0.0
+    a8, sfa = ref.per_token_cast_to_fp8(a)
+    b8, sfb = ref.per_block_cast_to_fp8(b)
+    return a8, sfa, b8, sfb
+
+
+def to_dev(x):
+    return DeviceArray.from_numpy(np.ascontiguousarray(x), device=0, stream=0)
+
+
+def poisoned(shape, dtype):
+    return to_dev(np.full(shape, np.nan, dtype=dtype))
+
+
+class Transposed:
+    """A transposed view of a 2-D DeviceArray through __cuda_array_interface__ (strided input)."""
+
+    def __init__(self, base: DeviceArray):
+        self.base = base
+        rows, cols = base.shape
+        item = base.itemsize
+        self.__cuda_array_interface__ = dict(
+            version=3, shape=(cols, rows), typestr=base.__cuda_array_interface__["typestr"],
+            data=(base.ptr, False), strides=(item, cols * item), stream=None)
+
+
+def rel_err(x, y):
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    return float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
+
+
+def check_against_reference(a8, sfa, b8, sfb, out, *, c=None, out_dtype=BF16, rng=None, seed=None,
+                            max_ref_rows=512):
+    got = out.to_numpy() if isinstance(out, DeviceArray) else np.asarray(out)
+    assert not np.isnan(got.astype(np.float32)).any(), f"unwritten (poisoned) outputs, seed {seed}"
+    m = a8.shape[0]
+    # The reference is row-independent: on large M check a random subset of rows
+    # (plus the first and last) to keep the CPU time reasonable.
+    rows = np.arange(m) if m <= max_ref_rows else np.unique(np.concatenate(
+        [[0, m - 1], rng.choice(m, max_ref_rows, replace=False)]))
+    # Compare with the fp32 reference: bf16 output rounding costs at most 2^-9 relative per
+    # element; the tensor cores' reduced-precision FP8 accumulation inside each 128-wide
+    # K group adds ~1e-4 (measured), so 2.5e-3 (bf16) and 5e-4 (fp32) are tight bounds.
+    want = ref.fp8_gemm_nt(a8[rows], sfa[rows], b8, sfb, c=None if c is None else c[rows],
+                           out_dtype=np.float32)
+    err = rel_err(got[rows].astype(np.float32), want)
+    bound = 2.5e-3 if out_dtype == BF16 else 5e-4
+    assert err < bound, f"relative error {err:.3g} >= {bound} (seed {seed})"
+    ERRORS.append(err)
+    return err
+
+
+# --------------------------------------------------------------------------- validation (CPU)
+
+
+def test_rejects_mismatched_k():
+    a = np.zeros((4, 256), ml_dtypes.float8_e4m3fn)
+    b = np.zeros((16, 128), ml_dtypes.float8_e4m3fn)
+    with pytest.raises(ValueError, match="b\\[0\\]"):
+        fg.fp8_gemm_nt((a, np.ones((4, 2), np.float32)), (b, np.ones((1, 1), np.float32)))
+
+
+def test_rejects_wrong_data_dtype():
+    a = np.zeros((4, 128), np.float32)
+    b = np.zeros((16, 128), ml_dtypes.float8_e4m3fn)
+    with pytest.raises(TypeError, match="a\\[0\\]"):
+        fg.fp8_gemm_nt((a, np.ones((4, 1), np.float32)), (b, np.ones((1, 1), np.float32)))
+
+
+def test_rejects_wrong_scale_shape():
+    a = np.zeros((4, 256), ml_dtypes.float8_e4m3fn)
+    b = np.zeros((16, 256), ml_dtypes.float8_e4m3fn)
+    with pytest.raises(ValueError, match="a\\[1\\].*\\(4, 2\\)"):
+        fg.fp8_gemm_nt((a, np.ones((4, 1), np.float32)), (b, np.ones((1, 2), np.float32)))
+
+
+def test_rejects_bad_out_dtype():
+    a = np.zeros((4, 128), ml_dtypes.float8_e4m3fn)
+    b = np.zeros((16, 128), ml_dtypes.float8_e4m3fn)
+    with pytest.raises(ValueError, match="out_dtype"):
+        fg.fp8_gemm_nt((a, np.ones((4, 1), np.float32)), (b, np.ones((1, 1), np.float32)),
+                       out_dtype="fp16")
+
+
+def test_rejects_non_pair():
+    with pytest.raises(TypeError, match="a: expected a pair"):
+        fg.fp8_gemm_nt(np.zeros((4, 128)), (None, None))
+
+
+# --------------------------------------------------------------------------- numerics (GPU)
+
+
+@requires_gpu
+@pytest.mark.parametrize("m", [1, 7, 64, 100, 128, 1000, 4096])
+@pytest.mark.parametrize("n,k", BRIEF_NK)
+def test_brief_shapes(m, n, k):
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    out = poisoned((m, n), BF16)
+    res = fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
+    assert res is out
+    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+
+
+@requires_gpu
+@pytest.mark.parametrize("m,n,k", [(1, 16, 128), (7, 100, 272), (100, 250, 4096), (257, 14336, 4096),
+                                   (1000, 4096, 14336), (4097, 6144, 4096), (65, 2, 16),
+                                   (129, 1000, 1000 - 1000 % 16)])
+def test_odd_shapes(m, n, k):
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    out = poisoned((m, n), BF16)
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
+    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+
+
+@requires_gpu
+@pytest.mark.parametrize("out_dtype", [BF16, np.dtype(np.float32)])
+@pytest.mark.parametrize("c_dtype", [None, np.dtype(np.float32), BF16])
+def test_out_dtypes_and_accumulate(out_dtype, c_dtype):
+    rng, seed = _rng()
+    m, n, k = 300, 7168, 2048
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    c = None if c_dtype is None else rng.standard_normal((m, n), np.float32).astype(c_dtype)
+    out = poisoned((m, n), out_dtype)
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                   c=None if c is None else to_dev(c))
+    check_against_reference(a8, sfa, b8, sfb, out, c=c, out_dtype=out_dtype, rng=rng, seed=seed)
+
+
+@requires_gpu
+def test_accumulate_in_place():
+    rng, seed = _rng()
+    m, n, k = 200, 4096, 1024
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    c = rng.standard_normal((m, n), np.float32)
+    buf = to_dev(c)
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), buf, c=buf)
+    check_against_reference(a8, sfa, b8, sfb, buf, c=c, out_dtype=np.dtype(np.float32), rng=rng,
+                            seed=seed)
+
+
+@requires_gpu
+def test_outliers_and_zero_blocks():
+    rng, seed = _rng()
+    m, n, k = 333, 2112, 7168
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k, outliers=True, zero_blocks=True)
+    out = poisoned((m, n), BF16)
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
+    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+
+
+@requires_gpu
+def test_scale_layouts_row_and_column_major():
+    rng, seed = _rng()
+    m, n, k = 130, 4096, 7168
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    # M-major sfa: a [K/128, M] buffer seen through transposed strides.
+    sfa_t = to_dev(np.ascontiguousarray(sfa.T))
+    sfa_mmajor = Transposed(sfa_t)
+    out1, out2 = poisoned((m, n), BF16), poisoned((m, n), BF16)
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out1)
+    fg.fp8_gemm_nt((to_dev(a8), sfa_mmajor), (to_dev(b8), to_dev(sfb)), out2)
+    check_against_reference(a8, sfa, b8, sfb, out2, rng=rng, seed=seed)
+    assert np.array_equal(out1.to_numpy().view(np.uint16), out2.to_numpy().view(np.uint16))
+
+
+@requires_gpu
+def test_deterministic():
+    rng, seed = _rng()
+    m, n, k = 4096, 4096, 7168
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    args = ((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)))
+    first = fg.fp8_gemm_nt(*args).to_numpy().view(np.uint16)
+    for _ in range(3):
+        assert np.array_equal(fg.fp8_gemm_nt(*args).to_numpy().view(np.uint16), first)
+
+
+@requires_gpu
+def test_numpy_in_numpy_out():
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = make_operands(rng, 50, 512, 384)
+    got = fg.fp8_gemm_nt((a8, sfa), (b8, sfb))
+    assert isinstance(got, np.ndarray) and got.dtype == BF16
+    check_against_reference(a8, sfa, b8, sfb, got, rng=rng, seed=seed)
+
+
+@requires_gpu
+def test_set_num_sms():
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = make_operands(rng, 512, 4096, 1024)
+    try:
+        fg.set_num_sms(7)
+        out = poisoned((512, 4096), BF16)
+        fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
+    finally:
+        fg.set_num_sms(None)
+    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+
+
+# --------------------------------------------------------------------------- torch interop (GPU)
+
+
+@requires_gpu
+def test_torch_side_stream_and_graph_replay():
+    torch = pytest.importorskip("torch")
+    rng, seed = _rng()
+    m, n, k = 256, 7168, 2048
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    dev = torch.device("cuda:0")
+
+    def t(x):
+        x = np.ascontiguousarray(x)
+        if x.dtype == np.dtype(ml_dtypes.float8_e4m3fn):
+            return torch.from_numpy(x.view(np.uint8)).to(dev).view(torch.float8_e4m3fn)
+        return torch.from_numpy(x).to(dev)
+
+    A, SA, B, SB = t(a8), t(sfa), t(b8), t(sfb)
+    out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=dev)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        # Delay the side stream, then write the real inputs: a kernel launched on any
+        # other stream would read the stale (zeroed) copies.
+        A_late = torch.zeros_like(A.view(torch.uint8))
+        torch.cuda._sleep(50_000_000)
+        A_late.copy_(A.view(torch.uint8))
+        fg.fp8_gemm_nt((A_late, SA), (B, SB), out, stream=side)
+    side.synchronize()
+    check_against_reference(a8, sfa, b8, sfb, out.view(torch.int16).cpu().numpy().view(BF16),
+                            rng=rng, seed=seed)
+
+    # Graph capture: record once, then replay on new data written into the same buffers.
+    fg.fp8_gemm_nt((A, SA), (B, SB), out)  # warm: compile and plan outside the capture
+    graph = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    with torch.cuda.graph(graph, stream=s):
+        fg.fp8_gemm_nt((A, SA), (B, SB), out, stream=s)
+    for _ in range(2):
+        a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+        A.view(torch.uint8).copy_(t(a8).view(torch.uint8))
+        SA.copy_(t(sfa))
+        B.view(torch.uint8).copy_(t(b8).view(torch.uint8))
+        SB.copy_(t(sfb))
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        check_against_reference(a8, sfa, b8, sfb, out.view(torch.int16).cpu().numpy().view(BF16),
+                                rng=rng, seed=seed)

@@ -1,0 +1,18 @@
+"""Every kernel configuration the library can launch compiles for sm_90a with no
+register spills and no local memory (compile-only: runs without a GPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fp8gemm_core import jit
+from fp8gemm_core.gemm import gemm_kernel_configs
+
+SHIPPED = gemm_kernel_configs() + [("tma_copy.cu", "tma_copy<2>", ""), ("tma_copy.cu", "tma_copy<3>", "")]
+
+
+@pytest.mark.parametrize("source,name,prelude", SHIPPED, ids=[name for _, name, _ in SHIPPED])
+def test_no_spills_no_local_memory(source, name, prelude):
+    compiled = jit.compile_kernel(source, name, prelude=prelude)
+    jit.check_no_spills(compiled)
+    assert compiled.registers > 0
