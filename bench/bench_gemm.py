@@ -40,7 +40,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="only a few shapes")
     ap.add_argument("--shapes", type=str, default="", help="M,N,K;M,N,K;...")
+    ap.add_argument("--no-cluster", action="store_true",
+                    help="A/B experiment: force cluster_m = 1 (no TMA multicast)")
     args = ap.parse_args()
+    if args.no_cluster:
+        from fp8gemm_core import heuristics
+        heuristics._cluster_m = lambda m_blocks, num_sms: 1
     if not driver.is_available():
         print("bench_gemm: no CUDA GPU here; nothing to measure.")
         return

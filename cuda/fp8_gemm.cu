@@ -9,6 +9,10 @@
 // promotes it into the fp32 result with the product of the two scales
 // (Hopper's FP8 tensor-core accumulation is too narrow to run over all of K).
 //
+// With CLUSTER_M = 2, two CTAs of a cluster take vertically adjacent tiles
+// (same B columns) and each loads half of the B tile with TMA multicast into
+// both, halving B's L2->SM traffic; their consumers release a stage in both.
+//
 // The host generates WgmmaFp8<BLOCK_N> (the asm operand list grows with N) and
 // puts it in front of this file; see fp8gemm_core/gemm.py.
 #include "ptx.cuh"
@@ -23,20 +27,24 @@ constexpr int kWarpgroup = 128;
 
 // Walks output tiles in bands of `group_n` N-blocks, M-blocks inside a band, so
 // that the CTAs running at the same time share B tiles (and A tiles) in L2.
+// Works in units of cluster tiles (kClusterM tiles stacked along M); a CTA
+// takes the one of rank `rank`. M-blocks are padded to a multiple of kClusterM:
+// a padding tile reads only TMA zero fill and stores nothing.
+template <int kClusterM>
 struct TileScheduler {
-  i32 num_m_blocks, num_n_blocks, group_n, num_tiles;
+  i32 num_m_groups, num_n_blocks, group_n, num_tiles;
 
   DEVICE TileScheduler(i32 m_blocks, i32 n_blocks, i32 group)
-      : num_m_blocks(m_blocks), num_n_blocks(n_blocks), group_n(group),
-        num_tiles(m_blocks * n_blocks) {}
+      : num_m_groups((m_blocks + kClusterM - 1) / kClusterM), num_n_blocks(n_blocks),
+        group_n(group), num_tiles(num_m_groups * n_blocks) {}
 
-  DEVICE void tile(i32 t, i32& m_block, i32& n_block) const {
-    const i32 per_band = num_m_blocks * group_n;
+  DEVICE void tile(i32 t, u32 rank, i32& m_block, i32& n_block) const {
+    const i32 per_band = num_m_groups * group_n;
     const i32 band = t / per_band;
     const i32 first_n = band * group_n;
     const i32 width = min(group_n, num_n_blocks - first_n);
     const i32 r = t - band * per_band;
-    m_block = r / width;
+    m_block = (r / width) * kClusterM + rank;
     n_block = first_n + r % width;
   }
 };
@@ -44,7 +52,7 @@ struct TileScheduler {
 }  // namespace fp8gemm
 
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
-template <int BLOCK_M, int BLOCK_N, int STAGES, int kOutFp32, int kCMode>
+template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOutFp32, int kCMode>
 __global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const __grid_constant__ TmaDescriptor tmap_b,
@@ -60,7 +68,11 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   constexpr bool kTwoScaleBlocks = (128 % BLOCK_N) != 0;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128, "BLOCK_M must be 64 or 128");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N >= 8 && BLOCK_N <= 256, "bad BLOCK_N");
-  static_assert(kTileBytesB % 1024 == 0, "B stages must stay 1024-byte aligned for the swizzle");
+  // Each CTA of a cluster loads BLOCK_N / CLUSTER_M rows of B; the slices must keep
+  // the 1024-byte alignment of the 128-byte swizzle pattern.
+  constexpr u32 kSliceRowsB = BLOCK_N / CLUSTER_M;
+  static_assert(CLUSTER_M == 1 || CLUSTER_M == 2, "CLUSTER_M must be 1 or 2");
+  static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
 
   extern __shared__ u8 smem_raw[];
   u8* smem = reinterpret_cast<u8*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
@@ -70,18 +82,24 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   u64* empty = full + STAGES;
 
   const u32 warp = ptx::warp_id_uniform();
+  const u32 rank = CLUSTER_M > 1 ? ptx::cluster_ctarank() : 0;
+  const i32 cluster_id = blockIdx.x / CLUSTER_M, num_clusters = gridDim.x / CLUSTER_M;
   if (threadIdx.x == 0) {
     ptx::tma_prefetch_descriptor(&tmap_a);
     ptx::tma_prefetch_descriptor(&tmap_b);
     for (int s = 0; s < STAGES; ++s) {
       ptx::mbar_init(&full[s], 1);
-      ptx::mbar_init(&empty[s], kMathWarpgroups * 4);  // one arrival per consumer warp
+      // One arrival per consumer warp of every CTA that reads this stage's B slice.
+      ptx::mbar_init(&empty[s], CLUSTER_M * kMathWarpgroups * 4);
     }
     ptx::fence_barrier_init();
   }
-  __syncthreads();
+  // Peers arrive on our barriers and multicast into our stages: all barriers of the
+  // cluster must be initialised first.
+  if constexpr (CLUSTER_M > 1) ptx::cluster_sync();
+  else __syncthreads();
 
-  const fp8gemm::TileScheduler sched((M + BLOCK_M - 1) / BLOCK_M, (N + BLOCK_N - 1) / BLOCK_N,
+  const fp8gemm::TileScheduler<CLUSTER_M> sched((M + BLOCK_M - 1) / BLOCK_M, (N + BLOCK_N - 1) / BLOCK_N,
                                      group_n);
   const i32 num_k_blocks = (K + kBlockK - 1) / kBlockK;
 
@@ -90,16 +108,23 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<40>();
     if (warp == 0 && ptx::elect_one()) {
       u32 it = 0;
-      for (i32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+      for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
         i32 mb, nb;
-        sched.tile(t, mb, nb);
+        sched.tile(t, rank, mb, nb);
         for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
           const u32 s = it % STAGES, round = it / STAGES;
           ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
           // TMA counts the whole box, out-of-bounds zero fill included.
           ptx::mbar_arrive_expect_tx(&full[s], kTileBytesA + kTileBytesB);
           ptx::tma_load_2d(smem_a + s * kTileBytesA, &tmap_a, &full[s], kb * kBlockK, mb * BLOCK_M);
-          ptx::tma_load_2d(smem_b + s * kTileBytesB, &tmap_b, &full[s], kb * kBlockK, nb * BLOCK_N);
+          u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
+          const i32 row_b = nb * BLOCK_N + rank * kSliceRowsB;
+          if constexpr (CLUSTER_M > 1) {
+            ptx::tma_load_2d_multicast(slice, &tmap_b, &full[s], kb * kBlockK, row_b,
+                                       (1u << CLUSTER_M) - 1);
+          } else {
+            ptx::tma_load_2d(slice, &tmap_b, &full[s], kb * kBlockK, row_b);
+          }
         }
       }
     }
@@ -120,9 +145,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   float acc[BLOCK_N / 2];
   float part[BLOCK_N / 2];
   u32 it = 0;
-  for (i32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+  for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
     i32 mb, nb;
-    sched.tile(t, mb, nb);
+    sched.tile(t, rank, mb, nb);
     const i32 m0 = mb * BLOCK_M, n0 = nb * BLOCK_N;
     const i32 row0 = m0 + row_in_tile, row1 = row0 + 8;
     // Rows past M hold zeros (TMA fill); clamp their scale reads into bounds.
@@ -159,8 +184,16 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       ptx::wgmma_wait<0>();
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(part[i]);
-      // This warp is done reading the stage; the producer may refill it.
-      if (lane == 0) ptx::mbar_arrive(&empty[s]);
+      // This warp is done reading the stage; the producers (ours and the peer's,
+      // which multicasts half of B into it) may refill it.
+      if (lane == 0) {
+        if constexpr (CLUSTER_M > 1) {
+#pragma unroll
+          for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[s], r);
+        } else {
+          ptx::mbar_arrive(&empty[s]);
+        }
+      }
 
       const float s00 = sa0 * sb0, s10 = sa1 * sb0;
       const float s01 = sa0 * sb1, s11 = sa1 * sb1;
@@ -203,4 +236,6 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
     }
   }
+  // The peer may still arrive on our barriers: stay resident until it is done too.
+  if constexpr (CLUSTER_M > 1) ptx::cluster_sync();
 }

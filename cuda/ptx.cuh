@@ -75,6 +75,29 @@ DEVICE void mbar_wait(u64* bar, u32 parity) {
       : "memory");
 }
 
+// ------------------------------------------------------------------ clusters
+
+DEVICE u32 cluster_ctarank() {
+  u32 r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+
+// All non-exited threads of every CTA in the cluster; orders shared-memory work across CTAs.
+DEVICE void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::
+                   : "memory");
+}
+
+// Arrive on the barrier at the same shared-memory offset in CTA `cta` of this cluster.
+DEVICE void mbar_arrive_cluster(u64* bar, u32 cta) {
+  asm volatile(
+      "{\n .reg .b32 remote;\n mapa.shared::cluster.u32 remote, %0, %1;\n"
+      " mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(bar)),
+      "r"(cta)
+      : "memory");
+}
+
 // ------------------------------------------------------------------ TMA
 
 DEVICE void tma_prefetch_descriptor(const TmaDescriptor* desc) {
@@ -86,6 +109,17 @@ DEVICE void tma_load_2d(void* dst, const TmaDescriptor* desc, u64* bar, i32 c0, 
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
       " [%0], [%1, {%3, %4}], [%2];\n" ::"r"(smem_addr(dst)),
       "l"(desc), "r"(smem_addr(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+// Same box into the same shared-memory offset of every CTA in `mask`, each CTA's
+// barrier at `bar`'s offset receiving the bytes.
+DEVICE void tma_load_2d_multicast(void* dst, const TmaDescriptor* desc, u64* bar, i32 c0, i32 c1,
+                                  u16 mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(smem_addr(dst)),
+      "l"(desc), "r"(smem_addr(bar)), "r"(c0), "r"(c1), "h"(mask)
       : "memory");
 }
 

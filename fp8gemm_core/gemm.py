@@ -8,7 +8,6 @@ write this call's pointers, strides and tensor maps before the launch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,8 @@ import numpy as np
 
 from . import arrays, driver, jit, tma
 from .codegen import wgmma_fp8_source
-from .heuristics import BLOCK_K, GemmConfig, choose_gemm_config, effective_num_sms
+from .heuristics import (BLOCK_K, GemmConfig, candidate_block_ns, choose_gemm_config,
+                         effective_num_sms, stages_for)
 
 __all__ = ["fp8_gemm_nt", "gemm_kernel_configs"]
 
@@ -42,22 +42,21 @@ _plans: dict[tuple, _Plan] = {}
 
 
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int) -> tuple[str, str, str]:
-    name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {int(out_fp32)}, "
-            f"{c_mode}>")
+    name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
+            f"{int(out_fp32)}, {c_mode}>")
     return "fp8_gemm.cu", name, wgmma_fp8_source(cfg.block_n)
 
 
 def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     """Every (source, name_expr, prelude) the heuristics can choose: for AOT builds and spill checks."""
-    from .heuristics import SMEM_LIMIT, SMEM_RESERVED, MAX_STAGES, candidate_block_ns
     specs = []
     for bm in (64, 128):
         for bn in candidate_block_ns():
-            stages = min(MAX_STAGES, (SMEM_LIMIT - SMEM_RESERVED) // ((bm + bn) * BLOCK_K))
-            cfg = GemmConfig(bm, bn, stages, 1, 1)
-            for out_fp32 in (False, True):
-                for c_mode in (0, 1, 2):
-                    specs.append(_kernel_spec(cfg, out_fp32, c_mode))
+            for cluster_m in (1, 2):
+                cfg = GemmConfig(bm, bn, stages_for(bm, bn), 1, 2, cluster_m)
+                for out_fp32 in (False, True):
+                    for c_mode in (0, 1, 2):
+                        specs.append(_kernel_spec(cfg, out_fp32, c_mode))
     return specs
 
 
@@ -160,18 +159,18 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
     with device.activate():  # encoding a new tensor map needs the device's context
         p.set(0, tma.make_tensor_map(A.ptr, FP8, (M, K), A.strides, (cfg.block_m, BLOCK_K),
                                      tma.SWIZZLE_128B, name="a[0]"))
-        p.set(1, tma.make_tensor_map(B.ptr, FP8, (N, K), B.strides, (cfg.block_n, BLOCK_K),
-                                     tma.SWIZZLE_128B, name="b[0]"))
+        p.set(1, tma.make_tensor_map(B.ptr, FP8, (N, K), B.strides,
+                                     (cfg.block_n // cfg.cluster_m, BLOCK_K), tma.SWIZZLE_128B,
+                                     name="b[0]"))
         plan.launch_config = driver.launch(plan.kernel.handle, cfg.num_sms, cfg.threads,
-                                           cfg.smem_bytes, s, p, config=plan.launch_config)
+                                           cfg.smem_bytes, s, p, cluster=cfg.cluster_m,
+                                           config=plan.launch_config)
     return out
 
 
 def _make_plan(key: tuple, device: driver.Device) -> _Plan:
     M, N, K, out_fp32, c_mode, _, num_sms = key
     cfg = choose_gemm_config(M, N, K, num_sms)
-    tiles = math.ceil(M / cfg.block_m) * math.ceil(N / cfg.block_n)
-    cfg = GemmConfig(cfg.block_m, cfg.block_n, cfg.stages, cfg.group_n, min(num_sms, tiles))
     source, name, prelude = _kernel_spec(cfg, out_fp32, c_mode)
     kernel = jit.get_kernel(source, name, prelude=prelude, device=device,
                             max_dynamic_smem=cfg.smem_bytes)

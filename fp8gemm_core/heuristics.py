@@ -54,7 +54,8 @@ class GemmConfig:
     block_n: int
     stages: int
     group_n: int
-    num_sms: int
+    num_sms: int       # CTAs launched (persistent grid), a multiple of cluster_m
+    cluster_m: int = 1  # 2: CTA pairs on vertically adjacent tiles share B through TMA multicast
 
     @property
     def threads(self) -> int:
@@ -75,13 +76,19 @@ def candidate_block_ns() -> list[int]:
     return [n for n in range(16, MAX_BLOCK_N + 1, 16) if _spans_at_most_two_scale_blocks(n)]
 
 
+def _cluster_m(m_blocks: int, num_sms: int) -> int:
+    # Pairs only pay when both tiles of a pair are real most of the time.
+    return 2 if num_sms % 2 == 0 and (m_blocks % 2 == 0 or m_blocks >= 8) else 1
+
+
 def choose_gemm_config(m: int, n: int, k: int, num_sms: int) -> GemmConfig:
     """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs."""
     block_ms = [64] if m <= 64 else [64, 128]
     best, best_key = None, None
     for bm in block_ms:
+        cm = _cluster_m(math.ceil(m / bm), num_sms)
         for bn in candidate_block_ns():
-            tiles = math.ceil(m / bm) * math.ceil(n / bn)
+            tiles = math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
             waves = math.ceil(tiles / num_sms)
             last_wave_fill = tiles / (waves * num_sms)
             # Fewest waves, then fullest last wave, then the largest tile area;
@@ -90,8 +97,13 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int) -> GemmConfig:
             if best_key is None or key < best_key:
                 best, best_key = (bm, bn), key
     bm, bn = best
-    stage_bytes = (bm + bn) * BLOCK_K
-    stages = min(MAX_STAGES, (SMEM_LIMIT - SMEM_RESERVED) // stage_bytes)
+    cm = _cluster_m(math.ceil(m / bm), num_sms)
     n_blocks = math.ceil(n / bn)
-    return GemmConfig(block_m=bm, block_n=bn, stages=stages, group_n=min(GROUP_N, n_blocks),
-                      num_sms=num_sms)
+    tiles = math.ceil(math.ceil(m / bm) / cm) * cm * n_blocks
+    return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn), group_n=min(GROUP_N, n_blocks),
+                      num_sms=min(num_sms, tiles) // cm * cm, cluster_m=cm)
+
+
+def stages_for(block_m: int, block_n: int) -> int:
+    """Pipeline depth: as many A+B stages as fit in shared memory (at most MAX_STAGES)."""
+    return min(MAX_STAGES, (SMEM_LIMIT - SMEM_RESERVED) // ((block_m + block_n) * BLOCK_K))

@@ -5,6 +5,18 @@ CPU tests use numpy's own ``__dlpack__``, hand-built DLPack capsules (ctypes) an
 torch, CuPy and JAX when they are importable; the FP8 ones pass when the framework
 handles FP8 over DLPack and xfail with the framework's own error when it does not,
 so ``pytest -rxs`` tells which is the case on a given machine.
+
+FP8 over DLPack as these tests found it (H200 machine, 2026-11-22; details in the
+docstring of fp8gemm_core/arrays.py):
+
+==========  ======================  ========================  =========================
+framework   exports float8_e4m3fn   imports DLPack code 10    tests
+==========  ======================  ========================  =========================
+numpy 2.5   no (BufferError)        n/a (ml_dtypes)           numpy read directly
+torch 2.11  yes (+ C exchange API)  yes, zero copy            test_gpu_torch_fp8_*
+jax 0.11    yes                     yes                       test_gpu_jax_fp8
+cupy 14.2   no FP8 dtype            no ("Unsupported dtype")  test_gpu_cupy_fp8 (xfail)
+==========  ======================  ========================  =========================
 """
 
 from __future__ import annotations
