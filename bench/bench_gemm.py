@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import Timer, Transposed, random_fp8_bytes  # noqa: E402
 
 import fp8gemm_core as fg  # noqa: E402
-from fp8gemm_core import driver  # noqa: E402
+from fp8gemm_core import driver, gemm  # noqa: E402
 from fp8gemm_core.arrays import DeviceArray  # noqa: E402
 
 SHAPES = [(m, n, k) for m in (64, 128, 4096) for n, k in
@@ -78,7 +78,9 @@ def main() -> None:
         SA = Transposed(SAt)
         ms = timer.median_ms(lambda: fg.fp8_gemm_nt((A, SA), (B, SB), out, stream=stream), args.reps)
         flops = 2.0 * m * n * k
-        row = dict(m=m, n=n, k=k, ours_ms=ms, ours_tflops=flops / ms / 1e9,
+        cfg = next(p.config for key, p in gemm._plans.items() if key[:3] == (m, n, k))
+        row = dict(m=m, n=n, k=k, config=f"{cfg.block_m}x{cfg.block_n}x{cfg.stages}s c{cfg.cluster_m} "
+                   f"g{cfg.num_sms}", ours_ms=ms, ours_tflops=flops / ms / 1e9,
                    ours_gbps=(m * k + n * k + 2 * m * n) / ms / 1e6)
         if has_torch:
             tA = torch.utils.dlpack.from_dlpack(A).view(torch.float8_e4m3fn)
@@ -118,7 +120,7 @@ def main() -> None:
 
     print(f"\nFP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, median of {args.reps}, L2 flushed")
     print(f"{'M':>5} {'N':>6} {'K':>6} | {'ours':>6} {'cuBLASb':>7} {'cuBLASt':>7} | {'x blk':>5} "
-          f"{'x tns':>5} | {'GB/s':>5} {'DG(H200)':>8} {'err':>7}")
+          f"{'x tns':>5} | {'GB/s':>5} {'DG(H200)':>8} {'err':>7}  config")
     ratios_b = []
     for r in rows:
         cb, ct = r.get("cublas_block_tflops"), r.get("cublas_tensor_tflops")
@@ -128,7 +130,7 @@ def main() -> None:
         print(f"{r['m']:>5} {r['n']:>6} {r['k']:>6} | {r['ours_tflops']:6.0f} {fmt(cb)} {fmt(ct)} | "
               f"{(r['ours_tflops'] / cb) if cb else 0:5.2f} {(r['ours_tflops'] / ct) if ct else 0:5.2f} | "
               f"{r['ours_gbps']:5.0f} {DEEPGEMM_H200.get((r['m'], r['n'], r['k']), 0):8.0f} "
-              f"{r.get('rel_err_vs_cublas', float('nan')):7.1e}")
+              f"{r.get('rel_err_vs_cublas', float('nan')):7.1e}  {r['config']}")
     if ratios_b:
         gm = math.exp(sum(math.log(x) for x in ratios_b) / len(ratios_b))
         print(f"geomean ours / cuBLAS blockwise over {len(ratios_b)} shapes: {gm:.3f}")

@@ -306,6 +306,33 @@ class KernelParams:
             slot.value = value
 
 
+def max_active_clusters(kernel: Any, block: int, smem: int, cluster: int) -> int:
+    """How many clusters of ``cluster`` CTAs can be resident at once (current context's GPU).
+
+    Not every SM can host a CTA of a cluster (GPCs with an odd SM count leave one
+    out for pairs), so a persistent grid of clusters must be sized by this, not by
+    the SM count, or the excess clusters run as a second wave.
+    """
+    config = launch_config(1 * cluster, block, smem, cluster)
+    return call(cu.cuOccupancyMaxActiveClusters, kernel, config)
+
+
+def launch_config(grid: int | tuple[int, ...], block: int, smem: int, cluster: int = 1) -> Any:
+    """A ``CUlaunchConfig`` (stream 0) with an optional 1-D cluster dimension."""
+    grid3 = (grid, 1, 1) if isinstance(grid, int) else tuple(grid) + (1,) * (3 - len(grid))
+    config = cu.CUlaunchConfig()
+    config.gridDimX, config.gridDimY, config.gridDimZ = grid3
+    config.blockDimX, config.blockDimY, config.blockDimZ = block, 1, 1
+    config.sharedMemBytes = smem
+    if cluster > 1:
+        attr = cu.CUlaunchAttribute()
+        attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+        attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
+        config.attrs = [attr]  # assign the whole list: appending to .attrs does nothing
+        config.numAttrs = 1
+    return config
+
+
 def launch(kernel: Any, grid: int | tuple[int, ...], block: int, smem: int, stream: int,
            params: KernelParams, cluster: int = 1, config: Any = None) -> Any:
     """Launch ``kernel`` (a CUkernel/CUfunction) with ``cuLaunchKernelEx``.
@@ -314,17 +341,7 @@ def launch(kernel: Any, grid: int | tuple[int, ...], block: int, smem: int, stre
     so a repeated launch only sets the stream. Returns the config for reuse.
     """
     if config is None:
-        grid3 = (grid, 1, 1) if isinstance(grid, int) else tuple(grid) + (1,) * (3 - len(grid))
-        config = cu.CUlaunchConfig()
-        config.gridDimX, config.gridDimY, config.gridDimZ = grid3
-        config.blockDimX, config.blockDimY, config.blockDimZ = block, 1, 1
-        config.sharedMemBytes = smem
-        if cluster > 1:
-            attr = cu.CUlaunchAttribute()
-            attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
-            attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
-            config.attrs = [attr]  # assign the whole list: appending to .attrs does nothing
-            config.numAttrs = 1
+        config = launch_config(grid, block, smem, cluster)
     config.hStream = stream
     err, = cu.cuLaunchKernelEx(config, kernel, params.address, 0)
     if err != _SUCCESS:

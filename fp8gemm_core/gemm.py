@@ -8,6 +8,7 @@ write this call's pointers, strides and tensor maps before the launch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +175,11 @@ def _make_plan(key: tuple, device: driver.Device) -> _Plan:
     source, name, prelude = _kernel_spec(cfg, out_fp32, c_mode)
     kernel = jit.get_kernel(source, name, prelude=prelude, device=device,
                             max_dynamic_smem=cfg.smem_bytes)
+    if cfg.cluster_m > 1:
+        with device.activate():
+            resident = driver.max_active_clusters(kernel.handle, cfg.threads, cfg.smem_bytes,
+                                                  cfg.cluster_m)
+        cfg = dataclasses.replace(cfg, num_sms=min(cfg.num_sms, resident * cfg.cluster_m))
     params = driver.KernelParams(_PARAM_KINDS)
     params.set(12, M)
     params.set(13, N)
