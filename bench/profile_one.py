@@ -10,6 +10,9 @@ from fp8gemm_core import driver
 from fp8gemm_core.arrays import DeviceArray
 
 m, n, k = (int(v) for v in sys.argv[1:4])
+if "--no-cluster" in sys.argv:
+    from fp8gemm_core import heuristics
+    heuristics._cluster_m = lambda m_blocks, num_sms: 1
 rng = np.random.default_rng()
 sys.path.insert(0, "bench")
 from timing import Transposed, random_fp8_bytes  # noqa: E402

@@ -90,10 +90,13 @@ DEVICE void cluster_sync() {
 }
 
 // Arrive on the barrier at the same shared-memory offset in CTA `cta` of this cluster.
+// CTA-scope release on purpose: consumers only signal that their (already
+// completed) wgmma reads are done; a cluster-scope release would add a costly
+// memory fence to every stage for nothing.
 DEVICE void mbar_arrive_cluster(u64* bar, u32 cta) {
   asm volatile(
       "{\n .reg .b32 remote;\n mapa.shared::cluster.u32 remote, %0, %1;\n"
-      " mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(bar)),
+      " mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(bar)),
       "r"(cta)
       : "memory");
 }
