@@ -24,4 +24,5 @@ SB = DeviceArray.from_numpy(rng.uniform(0.5, 2, ((n + 127) // 128, (k + 127) // 
 out = DeviceArray.empty((m, n), ml_dtypes.bfloat16, 0, 0)
 for _ in range(3):
     fg.fp8_gemm_nt((A, SA), (B, SB), out)
-driver.stream_synchronize(0)
+with driver.get_device(0).activate():
+    driver.stream_synchronize(0)

@@ -49,6 +49,38 @@ struct TileScheduler {
   }
 };
 
+// acc += part * scale, where the scale is sa * sb with sb the B scale of the
+// column's 128-wide block. Columns [0, 8 * SPLIT_J) of the tile use sb0, the rest
+// sb1; SPLIT_J is a template parameter so no per-column select is executed.
+template <int N, int SPLIT_J>
+DEVICE void promote(float (&acc)[N / 2], const float (&part)[N / 2], float sa0, float sa1,
+                    float sb0, float sb1) {
+  const float s00 = sa0 * sb0, s10 = sa1 * sb0, s01 = sa0 * sb1, s11 = sa1 * sb1;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+    const float lo = j < SPLIT_J ? s00 : s01, hi = j < SPLIT_J ? s10 : s11;
+    acc[4 * j + 0] = fmaf(part[4 * j + 0], lo, acc[4 * j + 0]);
+    acc[4 * j + 1] = fmaf(part[4 * j + 1], lo, acc[4 * j + 1]);
+    acc[4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[4 * j + 2]);
+    acc[4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[4 * j + 3]);
+  }
+}
+
+// Picks the promote<> instance for a run-time split. Tiles start at multiples of
+// N, so the split is a multiple of gcd(N, 128): only those instances exist.
+template <int N, int STEP_J, int J = STEP_J>
+DEVICE void promote_split(i32 split_j, float (&acc)[N / 2], const float (&part)[N / 2], float sa0,
+                          float sa1, float sb0, float sb1) {
+  if constexpr (J >= N / 8) {
+    promote<N, N / 8>(acc, part, sa0, sa1, sb0, sb1);
+  } else {
+    if (split_j == J) promote<N, J>(acc, part, sa0, sa1, sb0, sb1);
+    else promote_split<N, STEP_J, J + STEP_J>(split_j, acc, part, sa0, sa1, sb0, sb1);
+  }
+}
+
+constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
+
 }  // namespace fp8gemm
 
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
@@ -156,7 +188,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     const i32 sb_block0 = n0 / 128;
     const float* sfb_blk0 = sfb + i64(sb_block0) * sfb_stride_n;
     const float* sfb_blk1 = sfb + i64(min(sb_block0 + 1, num_n_scale_blocks - 1)) * sfb_stride_n;
-    const i32 split = (sb_block0 + 1) * 128 - n0;  // first tile column of the second scale block
+    // First 8-column chunk of the tile in the second scale block (warp-uniform).
+    const i32 split_j = ((sb_block0 + 1) * 128 - n0) / 8;
 
 #pragma unroll
     for (int i = 0; i < BLOCK_N / 2; ++i) acc[i] = 0.f;
@@ -175,11 +208,13 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(part[i]);
       ptx::wgmma_fence();
+#ifndef FP8GEMM_EXPERIMENT_SKIP_MMA  // timing experiments only: see docs/perf-log.md
 #pragma unroll
       for (int kk = 0; kk < kBlockK / 32; ++kk) {
         // Advancing 32 bytes along K inside the swizzle atom is a +2 on the address field.
         WgmmaFp8<BLOCK_N>::mma(part, desc_a + 2 * kk, desc_b + 2 * kk, kk > 0);
       }
+#endif
       ptx::wgmma_commit();
       ptx::wgmma_wait<0>();
 #pragma unroll
@@ -195,16 +230,13 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         }
       }
 
-      const float s00 = sa0 * sb0, s10 = sa1 * sb0;
-      const float s01 = sa0 * sb1, s11 = sa1 * sb1;
-#pragma unroll
-      for (int j = 0; j < BLOCK_N / 8; ++j) {
-        const bool second = kTwoScaleBlocks && j * 8 >= split;
-        const float lo = second ? s01 : s00, hi = second ? s11 : s10;
-        acc[4 * j + 0] = fmaf(part[4 * j + 0], lo, acc[4 * j + 0]);
-        acc[4 * j + 1] = fmaf(part[4 * j + 1], lo, acc[4 * j + 1]);
-        acc[4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[4 * j + 2]);
-        acc[4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[4 * j + 3]);
+#ifdef FP8GEMM_EXPERIMENT_SKIP_PROMOTE
+      if (kb + 1 < num_k_blocks) continue;
+#endif
+      if constexpr (kTwoScaleBlocks) {
+        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc, part, sa0, sa1, sb0, sb1);
+      } else {
+        promote<BLOCK_N, BLOCK_N / 8>(acc, part, sa0, sa1, sb0, sb0);
       }
     }
 

@@ -9,6 +9,7 @@ write this call's pointers, strides and tensor maps before the launch.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,8 +174,8 @@ def _make_plan(key: tuple, device: driver.Device) -> _Plan:
     M, N, K, out_fp32, c_mode, _, num_sms = key
     cfg = choose_gemm_config(M, N, K, num_sms)
     source, name, prelude = _kernel_spec(cfg, out_fp32, c_mode)
-    kernel = jit.get_kernel(source, name, prelude=prelude, device=device,
-                            max_dynamic_smem=cfg.smem_bytes)
+    kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
+                            device=device, max_dynamic_smem=cfg.smem_bytes)
     if cfg.cluster_m > 1:
         with device.activate():
             resident = driver.max_active_clusters(kernel.handle, cfg.threads, cfg.smem_bytes,
@@ -188,6 +189,11 @@ def _make_plan(key: tuple, device: driver.Device) -> _Plan:
     plan = _Plan(cfg, kernel, params)
     _plans[key] = plan
     return plan
+
+
+def _extra_nvrtc_options() -> tuple[str, ...]:
+    # For kernel experiments (e.g. -DFP8GEMM_EXPERIMENT_SKIP_MMA); part of the cache key.
+    return tuple(os.environ.get("FP8GEMM_CORE_NVRTC_OPTIONS", "").split())
 
 
 def _check_shapes(A, SA, B, SB, C, O) -> tuple[int, int, int]:

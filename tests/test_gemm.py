@@ -280,3 +280,23 @@ def test_torch_side_stream_and_graph_replay():
         torch.cuda.synchronize()
         check_against_reference(a8, sfa, b8, sfb, out.view(torch.int16).cpu().numpy().view(BF16),
                                 rng=rng, seed=seed)
+
+
+@requires_gpu
+def test_inputs_on_second_gpu():
+    from gpu_support import gpu_count
+    if gpu_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    from cuda.bindings import driver as cu
+    from fp8gemm_core import driver
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = make_operands(rng, 300, 2112, 7168)
+    dev1 = [DeviceArray.from_numpy(np.ascontiguousarray(x), device=1, stream=0) for x in (a8, sfa, b8, sfb)]
+    with driver.get_device(0).activate():  # the caller's current GPU is 0 ...
+        out = fg.fp8_gemm_nt((dev1[0], dev1[1]), (dev1[2], dev1[3]))
+        assert out.device == 1  # ... the work and its output follow the inputs to GPU 1
+        assert int(driver.call(cu.cuCtxGetCurrent)) == int(driver.get_device(0).context)
+    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+    mixed = DeviceArray.from_numpy(np.ascontiguousarray(sfb), device=0, stream=0)
+    with pytest.raises(ValueError, match="b\\[1\\]"):
+        fg.fp8_gemm_nt((dev1[0], dev1[1]), (dev1[2], mixed))
