@@ -98,6 +98,25 @@ def main() -> None:
     except ImportError:
         results.append(("cached launch, cupy inputs (us)", float("nan")))
 
+    # Where the time of one launch goes.
+    from cuda.bindings import driver as cu
+    from fp8gemm_core import arrays
+    parts = [("  part: cuCtxGetCurrent (us)", lambda: cu.cuCtxGetCurrent()),
+             ("  part: as_array(DeviceArray) (us)", lambda: arrays.as_array(da[0], "x", stream=0))]
+    call_state = next(iter(gemm._calls.values()))
+    parts.append(("  part: cuLaunchKernelEx alone (us)", lambda: driver.launch_prepared(
+        call_state.plan.kernel.handle, call_state.launch_config, call_state.params)))
+    try:
+        parts.append(("  part: as_array(torch tensor) (us)", lambda: arrays.as_array(t[1], "x", stream=0)))
+    except NameError:
+        pass
+    try:
+        parts.append(("  part: as_array(cupy array) (us)", lambda: arrays.as_array(c[1], "x", stream=0)))
+    except NameError:
+        pass
+    for label, fn in parts:
+        results.append((label, launch_cost_us(fn, 2000)))
+
     print(f"\nHost costs on {dev.name}, {time.strftime('%Y-%m-%d')}, {args.calls} calls for launches")
     for label, v in results:
         print(f"  {label:<62} {v:10.2f}")

@@ -333,6 +333,13 @@ def launch_config(grid: int | tuple[int, ...], block: int, smem: int, cluster: i
     return config
 
 
+def launch_prepared(kernel: Any, config: Any, params: KernelParams) -> None:
+    """Launch with a ready ``CUlaunchConfig`` (stream set by the caller): the hot path."""
+    err, = cu.cuLaunchKernelEx(config, kernel, params.address, 0)
+    if err != _SUCCESS:
+        raise CudaError("cuLaunchKernelEx", err)
+
+
 def launch(kernel: Any, grid: int | tuple[int, ...], block: int, smem: int, stream: int,
            params: KernelParams, cluster: int = 1, config: Any = None) -> Any:
     """Launch ``kernel`` (a CUkernel/CUfunction) with ``cuLaunchKernelEx``.
