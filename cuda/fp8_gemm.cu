@@ -85,7 +85,8 @@ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOutFp32, int kCMode>
-__global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1)
+// The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
+__global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const __grid_constant__ TmaDescriptor tmap_b,
             const float* __restrict__ sfa, i64 sfa_stride_m, i64 sfa_stride_k,

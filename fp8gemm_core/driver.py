@@ -333,11 +333,44 @@ def launch_config(grid: int | tuple[int, ...], block: int, smem: int, cluster: i
     return config
 
 
-def launch_prepared(kernel: Any, config: Any, params: KernelParams) -> None:
-    """Launch with a ready ``CUlaunchConfig`` (stream set by the caller): the hot path."""
-    err, = cu.cuLaunchKernelEx(config, kernel, params.address, 0)
-    if err != _SUCCESS:
-        raise CudaError("cuLaunchKernelEx", err)
+_launch_kernel_c = None
+
+
+def _c_launch_kernel():
+    """libcuda's cuLaunchKernel through ctypes, or None where it cannot be loaded.
+
+    The hot path of every op: the ``cuda.bindings`` wrapper converts its arguments
+    into objects on each call (about 5 us for ``cuLaunchKernelEx``); a ctypes call
+    with fixed argument types costs about 1 us. Same driver, same function.
+    """
+    global _launch_kernel_c
+    if _launch_kernel_c is None:
+        try:
+            lib = ctypes.CDLL("libcuda.so.1")
+            fn = lib.cuLaunchKernel
+            u32 = ctypes.c_uint
+            fn.argtypes = [ctypes.c_void_p, u32, u32, u32, u32, u32, u32, u32, ctypes.c_void_p,
+                           ctypes.c_void_p, ctypes.c_void_p]
+            fn.restype = ctypes.c_int
+            _launch_kernel_c = fn
+        except (OSError, AttributeError):
+            _launch_kernel_c = False
+    return _launch_kernel_c or None
+
+
+def launch_fast(kernel: int, grid: int, block: int, smem: int, stream: int,
+                params: KernelParams) -> None:
+    """Launch a kernel (``int`` handle of a CUkernel/CUfunction) on a 1-D grid: the hot path.
+
+    Cluster shapes must be compiled into the kernel (``__cluster_dims__``).
+    """
+    fn = _launch_kernel_c or _c_launch_kernel()
+    if fn is not None:
+        err = fn(kernel, grid, 1, 1, block, 1, 1, smem, stream, params.address, None)
+        if err:
+            raise CudaError("cuLaunchKernel", cu.CUresult(err))
+        return
+    call(cu.cuLaunchKernel, kernel, grid, 1, 1, block, 1, 1, smem, stream, params.address, 0)
 
 
 def launch(kernel: Any, grid: int | tuple[int, ...], block: int, smem: int, stream: int,

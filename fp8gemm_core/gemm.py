@@ -154,10 +154,7 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
             p.set(1, tma.make_tensor_map(B.ptr, FP8, B.shape, B.strides, call.box_b,
                                          tma.SWIZZLE_128B, name="b[0]"))
             call.b_ptr = B.ptr
-        if s != call.stream:
-            call.launch_config.hStream = s
-            call.stream = s
-        driver.launch_prepared(call.plan.kernel.handle, call.launch_config, p)
+        driver.launch_fast(call.kernel, call.grid, call.threads, call.smem, s, p)
     return out
 
 
@@ -170,12 +167,14 @@ class _Call:
     out_dtype: np.dtype
     plan: _Plan | None = None
     params: driver.KernelParams | None = None
-    launch_config: Any = None
+    kernel: int = 0  # the CUkernel handle as an int, for driver.launch_fast
+    grid: int = 0
+    threads: int = 0
+    smem: int = 0
     box_a: tuple[int, int] = (0, 0)
     box_b: tuple[int, int] = (0, 0)
     a_ptr: int = -1
     b_ptr: int = -1
-    stream: int = -1
 
 
 _calls: dict[tuple, _Call] = {}
@@ -223,9 +222,8 @@ def _prepare_call(named, out_dtype) -> _Call | None:
     p.set(15, cfg.group_n)
     call.box_a = (cfg.block_m, BLOCK_K)
     call.box_b = (cfg.block_n // cfg.cluster_m, BLOCK_K)
-    call.launch_config = driver.launch_config(cfg.num_sms, cfg.threads, cfg.smem_bytes,
-                                              cfg.cluster_m)
-    call.launch_config.hStream = call.stream = 0
+    call.kernel = int(plan.kernel.handle)
+    call.grid, call.threads, call.smem = cfg.num_sms, cfg.threads, cfg.smem_bytes
     return call
 
 
