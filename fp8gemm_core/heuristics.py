@@ -19,7 +19,7 @@ __all__ = ["GemmConfig", "choose_gemm_config", "candidate_block_ns", "set_num_sm
 BLOCK_K = 128
 SMEM_LIMIT = 232448          # bytes of shared memory a Hopper block may opt in to (227 KiB)
 SMEM_RESERVED = 1024 + 1024  # alignment slack and the mbarriers
-MAX_STAGES = 8
+MAX_STAGES = 24           # small tiles: deep pipelines keep enough bytes in flight for HBM
 MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
 GROUP_N = 16                 # N-blocks per rasterization band
 
