@@ -729,6 +729,11 @@ def _cupy_current_stream() -> int | None:
 
 _STREAM_BUF = ctypes.c_uint64
 
+# Array types whose producer stream is the framework's current stream (per device and
+# thread), not a property of each array: once one argument of such a type has been
+# read with a stream check, the others of that type need none (stream=-1).
+FRAMEWORK_STREAM_TYPES: set[type] = set()
+
 
 # ---- numpy, DeviceArray, ArrayInfo
 
@@ -788,8 +793,10 @@ def _reader_for(t: type, x: Any):
         api = _exchange_api_of(t)
         generic = _make_exchange_reader(api) if api is not None else _from_dlpack
         reader = _make_torch_reader(t, generic)
+        FRAMEWORK_STREAM_TYPES.add(t)
     elif t.__module__.startswith("cupy") and t.__name__ == "ndarray":
         reader = _from_cupy
+        FRAMEWORK_STREAM_TYPES.add(t)
     else:
         api = _exchange_api_of(t)
         if api is not None:
