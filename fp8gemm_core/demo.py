@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = np.random.default_rng()
     a = rng.standard_normal((m, k), dtype=np.float32)
-    b = rng.standard_normal((n, k), dtype=np.float32) / np.sqrt(k)
+    b = (rng.standard_normal((n, k), dtype=np.float32) / np.float32(np.sqrt(k))).astype(np.float32)
     t0 = time.perf_counter()
     a8, sfa = reference.per_token_cast_to_fp8(a)
     b8, sfb = reference.per_block_cast_to_fp8(b)
