@@ -42,10 +42,16 @@ def main() -> None:
     ap.add_argument("--shapes", type=str, default="", help="M,N,K;M,N,K;...")
     ap.add_argument("--no-cluster", action="store_true",
                     help="A/B experiment: force cluster_m = 1 (no TMA multicast)")
+    ap.add_argument("--block-n", type=int, default=0, help="A/B experiment: force BLOCK_N")
+    ap.add_argument("--overlap", type=int, default=None, help="A/B experiment: force overlap 0/1")
     args = ap.parse_args()
+    from fp8gemm_core import heuristics
     if args.no_cluster:
-        from fp8gemm_core import heuristics
         heuristics._cluster_m = lambda m_blocks, num_sms: 1
+    if args.block_n:  # A/B experiments: force one tile width
+        heuristics.candidate_block_ns = lambda: [args.block_n]
+    if args.overlap is not None:
+        heuristics.MAX_OVERLAP_N = 256 if args.overlap else 0
     if not driver.is_available():
         print("bench_gemm: no CUDA GPU here; nothing to measure.")
         return
@@ -80,6 +86,7 @@ def main() -> None:
         flops = 2.0 * m * n * k
         cfg = next(p.config for key, p in gemm._plans.items() if key[:3] == (m, n, k))
         row = dict(m=m, n=n, k=k, config=f"{cfg.block_m}x{cfg.block_n}x{cfg.stages}s c{cfg.cluster_m} "
+                   f"o{int(cfg.overlap)} "
                    f"g{cfg.num_sms}", ours_ms=ms, ours_tflops=flops / ms / 1e9,
                    ours_gbps=(m * k + n * k + 2 * m * n) / ms / 1e6)
         if has_torch:

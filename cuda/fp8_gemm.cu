@@ -84,7 +84,9 @@ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 }  // namespace fp8gemm
 
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
-template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOutFp32, int kCMode>
+// kOverlap: promote K block kb while block kb + 1's wgmma run (needs a second partial
+// accumulator, so only for narrower tiles).
+template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
 __global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
@@ -177,6 +179,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
   float acc[BLOCK_N / 2];
   float part[BLOCK_N / 2];
+  float part2[kOverlap ? BLOCK_N / 2 : 1];
   u32 it = 0;
   for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
     i32 mb, nb;
@@ -195,49 +198,92 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #pragma unroll
     for (int i = 0; i < BLOCK_N / 2; ++i) acc[i] = 0.f;
 
-    for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
-      const u32 s = it % STAGES, round = it / STAGES;
-      // Scale loads go out before the wait so their latency hides behind it.
-      const float sa0 = __ldg(sfa_row0 + kb * sfa_stride_k);
-      const float sa1 = __ldg(sfa_row1 + kb * sfa_stride_k);
-      const float sb0 = __ldg(sfb_blk0 + kb * sfb_stride_k);
-      const float sb1 = kTwoScaleBlocks ? __ldg(sfb_blk1 + kb * sfb_stride_k) : sb0;
-
-      ptx::mbar_wait(&full[s], round & 1);
+    // The scales of K block kb for this thread's rows and the tile's B block(s).
+    auto load_scales = [&](i32 kb, float (&sc)[4]) {
+      sc[0] = __ldg(sfa_row0 + kb * sfa_stride_k);
+      sc[1] = __ldg(sfa_row1 + kb * sfa_stride_k);
+      sc[2] = __ldg(sfb_blk0 + kb * sfb_stride_k);
+      sc[3] = kTwoScaleBlocks ? __ldg(sfb_blk1 + kb * sfb_stride_k) : sc[2];
+    };
+    // Wait for pipeline step `step`'s stage and issue its four wgmma into p (not waited).
+    auto issue = [&](float (&p)[BLOCK_N / 2], u32 step) {
+      const u32 s = step % STAGES;
+      ptx::mbar_wait(&full[s], (step / STAGES) & 1);
       const u64 desc_a = ptx::smem_desc_sw128(smem_a + s * kTileBytesA + wg * 64 * kBlockK);
       const u64 desc_b = ptx::smem_desc_sw128(smem_b + s * kTileBytesB);
 #pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(part[i]);
+      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
       ptx::wgmma_fence();
 #ifndef FP8GEMM_EXPERIMENT_SKIP_MMA  // timing experiments only: see docs/perf-log.md
 #pragma unroll
       for (int kk = 0; kk < kBlockK / 32; ++kk) {
         // Advancing 32 bytes along K inside the swizzle atom is a +2 on the address field.
-        WgmmaFp8<BLOCK_N>::mma(part, desc_a + 2 * kk, desc_b + 2 * kk, kk > 0);
+        WgmmaFp8<BLOCK_N>::mma(p, desc_a + 2 * kk, desc_b + 2 * kk, kk > 0);
       }
 #endif
       ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();
+    };
+    // Once step's wgmma are complete: release its stage, promote p into acc.
+    auto retire = [&](float (&p)[BLOCK_N / 2], u32 step, const float (&sc)[4]) {
 #pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(part[i]);
+      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
       // This warp is done reading the stage; the producers (ours and the peer's,
       // which multicasts half of B into it) may refill it.
       if (lane == 0) {
         if constexpr (CLUSTER_M > 1) {
 #pragma unroll
-          for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[s], r);
+          for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[step % STAGES], r);
         } else {
-          ptx::mbar_arrive(&empty[s]);
+          ptx::mbar_arrive(&empty[step % STAGES]);
         }
       }
-
 #ifdef FP8GEMM_EXPERIMENT_SKIP_PROMOTE
-      if (kb + 1 < num_k_blocks) continue;
+      return;
 #endif
       if constexpr (kTwoScaleBlocks) {
-        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc, part, sa0, sa1, sb0, sb1);
+        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc, p, sc[0], sc[1], sc[2], sc[3]);
       } else {
-        promote<BLOCK_N, BLOCK_N / 8>(acc, part, sa0, sa1, sb0, sb0);
+        promote<BLOCK_N, BLOCK_N / 8>(acc, p, sc[0], sc[1], sc[2], sc[2]);
+      }
+    };
+
+    if constexpr (!kOverlap) {
+      for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+        float sc[4];
+        load_scales(kb, sc);  // in flight while the stage is awaited and multiplied
+        issue(part, it);
+        ptx::wgmma_wait<0>();
+        retire(part, it, sc);
+      }
+    } else {
+      // Two partial accumulators: block kb + 1's wgmma run on the tensor cores while
+      // block kb is promoted on the FMA units. Unrolled by two so that the buffers
+      // stay compile-time registers.
+      float sc0[4], sc1[4];
+      load_scales(0, sc0);
+      issue(part, it);
+      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
+        if (kb + 1 < num_k_blocks) {
+          load_scales(kb + 1, sc1);
+          issue(part2, it + 1);
+          ptx::wgmma_wait<1>();
+        } else {
+          ptx::wgmma_wait<0>();
+        }
+        retire(part, it, sc0);
+        if (kb + 1 == num_k_blocks) {
+          it += 1;
+          break;
+        }
+        if (kb + 2 < num_k_blocks) {
+          load_scales(kb + 2, sc0);
+          issue(part, it + 2);
+          ptx::wgmma_wait<1>();
+        } else {
+          ptx::wgmma_wait<0>();
+        }
+        retire(part2, it + 1, sc1);
+        it += 2;
       }
     }
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from . import arrays, driver, heuristics, jit, tma
 from .codegen import wgmma_fp8_source
-from .heuristics import (BLOCK_K, GemmConfig, candidate_block_ns, choose_gemm_config,
-                         effective_num_sms, stages_for)
+from .heuristics import (BLOCK_K, MAX_OVERLAP_N, GemmConfig, candidate_block_ns,
+                         choose_gemm_config, effective_num_sms, stages_for)
 
 __all__ = ["fp8_gemm_nt", "gemm_kernel_configs"]
 
@@ -45,7 +45,7 @@ _plans: dict[tuple, _Plan] = {}
 
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
-            f"{int(out_fp32)}, {c_mode}>")
+            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}>")
     return "fp8_gemm.cu", name, wgmma_fp8_source(cfg.block_n)
 
 
@@ -55,7 +55,8 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     for bm in (64, 128):
         for bn in candidate_block_ns():
             for cluster_m in (1, 2):
-                cfg = GemmConfig(bm, bn, stages_for(bm, bn), 1, 2, cluster_m)
+                cfg = GemmConfig(bm, bn, stages_for(bm, bn), 1, 2, cluster_m,
+                                 overlap=bn <= MAX_OVERLAP_N)
                 for out_fp32 in (False, True):
                     for c_mode in (0, 1, 2):
                         specs.append(_kernel_spec(cfg, out_fp32, c_mode))

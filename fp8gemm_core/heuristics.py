@@ -21,6 +21,7 @@ SMEM_LIMIT = 232448          # bytes of shared memory a Hopper block may opt in 
 SMEM_RESERVED = 1024 + 1024  # alignment slack and the mbarriers
 MAX_STAGES = 24           # small tiles: deep pipelines keep enough bytes in flight for HBM
 MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
+MAX_OVERLAP_N = 128          # above this a third accumulator (for overlap) no longer fits
 GROUP_N = 16                 # N-blocks per rasterization band
 
 _num_sms_override: int | None = None
@@ -56,6 +57,7 @@ class GemmConfig:
     group_n: int
     num_sms: int       # CTAs launched (persistent grid), a multiple of cluster_m
     cluster_m: int = 1  # 2: CTA pairs on vertically adjacent tiles share B through TMA multicast
+    overlap: bool = False  # promote one K block while the next one's wgmma run (BLOCK_N <= MAX_OVERLAP_N)
 
     @property
     def threads(self) -> int:
@@ -101,7 +103,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int) -> GemmConfig:
     n_blocks = math.ceil(n / bn)
     tiles = math.ceil(math.ceil(m / bm) / cm) * cm * n_blocks
     return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn), group_n=min(GROUP_N, n_blocks),
-                      num_sms=min(num_sms, tiles) // cm * cm, cluster_m=cm)
+                      num_sms=min(num_sms, tiles) // cm * cm, cluster_m=cm,
+                      overlap=bn <= MAX_OVERLAP_N)
 
 
 def stages_for(block_m: int, block_n: int) -> int:
