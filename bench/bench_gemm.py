@@ -51,7 +51,7 @@ def main() -> None:
     if args.block_n:  # A/B experiments: force one tile width
         heuristics.candidate_block_ns = lambda: [args.block_n]
     if args.overlap is not None:
-        heuristics.MAX_OVERLAP_N = 256 if args.overlap else 0
+        heuristics.uses_overlap = lambda block_m, block_n: bool(args.overlap)
     if not driver.is_available():
         print("bench_gemm: no CUDA GPU here; nothing to measure.")
         return

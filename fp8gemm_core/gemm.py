@@ -18,8 +18,8 @@ import numpy as np
 
 from . import arrays, driver, heuristics, jit, tma
 from .codegen import wgmma_fp8_source
-from .heuristics import (BLOCK_K, MAX_OVERLAP_N, GemmConfig, candidate_block_ns,
-                         choose_gemm_config, effective_num_sms, stages_for)
+from .heuristics import (BLOCK_K, GemmConfig, candidate_block_ns, choose_gemm_config,
+                         effective_num_sms, stages_for, uses_overlap)
 
 __all__ = ["fp8_gemm_nt", "gemm_kernel_configs"]
 
@@ -56,7 +56,7 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
         for bn in candidate_block_ns():
             for cluster_m in (1, 2):
                 cfg = GemmConfig(bm, bn, stages_for(bm, bn), 1, 2, cluster_m,
-                                 overlap=bn <= MAX_OVERLAP_N)
+                                 overlap=uses_overlap(bm, bn))
                 for out_fp32 in (False, True):
                     for c_mode in (0, 1, 2):
                         specs.append(_kernel_spec(cfg, out_fp32, c_mode))

@@ -104,7 +104,16 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int) -> GemmConfig:
     tiles = math.ceil(math.ceil(m / bm) / cm) * cm * n_blocks
     return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn), group_n=min(GROUP_N, n_blocks),
                       num_sms=min(num_sms, tiles) // cm * cm, cluster_m=cm,
-                      overlap=bn <= MAX_OVERLAP_N)
+                      overlap=uses_overlap(bm, bn))
+
+
+def uses_overlap(block_m: int, block_n: int) -> bool:
+    """Whether to promote one K block while the next one's wgmma run.
+
+    Measured on an H200 (docs/perf-log.md, v4): +5-12% with 64x64 and 64x112 tiles, but
+    -10-25% with 16/32-wide tiles and -4-8% with 128x128; so only where it won.
+    """
+    return block_m == 64 and 64 <= block_n <= MAX_OVERLAP_N
 
 
 def stages_for(block_m: int, block_n: int) -> int:
