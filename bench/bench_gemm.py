@@ -21,11 +21,11 @@ import ml_dtypes
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import Timer, Transposed, random_fp8_bytes  # noqa: E402
+from timing import Timer, random_fp8_bytes  # noqa: E402
 
 import fp8gemm_core as fg  # noqa: E402
 from fp8gemm_core import driver, gemm  # noqa: E402
-from fp8gemm_core.arrays import DeviceArray  # noqa: E402
+from fp8gemm_core.arrays import DeviceArray, transposed  # noqa: E402
 
 SHAPES = [(m, n, k) for m in (64, 128, 4096) for n, k in
           [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]]
@@ -81,7 +81,7 @@ def main() -> None:
         SAt = DeviceArray.from_numpy(np.ascontiguousarray(sfa.T), 0, stream)
         SB = DeviceArray.from_numpy(sfb, 0, stream)
         out = DeviceArray.empty((m, n), ml_dtypes.bfloat16, 0, stream)
-        SA = Transposed(SAt)
+        SA = transposed(SAt)
         ms = timer.median_ms(lambda: fg.fp8_gemm_nt((A, SA), (B, SB), out, stream=stream), args.reps)
         flops = 2.0 * m * n * k
         cfg = next(p.config for key, p in gemm._plans.items() if key[:3] == (m, n, k))

@@ -57,14 +57,3 @@ def random_fp8_bytes(rng: np.random.Generator, shape) -> np.ndarray:
     sign = rng.integers(0, 2, size=shape, dtype=np.uint8) << 7
     return x | sign
 
-
-class Transposed:
-    """A transposed view of a 2-D DeviceArray through __cuda_array_interface__."""
-
-    def __init__(self, base: DeviceArray):
-        self.base = base
-        rows, cols = base.shape
-        item = base.itemsize
-        self.__cuda_array_interface__ = dict(
-            version=3, shape=(cols, rows), typestr=base.__cuda_array_interface__["typestr"],
-            data=(base.ptr, False), strides=(item, cols * item), stream=None)

@@ -1023,6 +1023,29 @@ class DeviceArray:
         return _export_capsule(self, versioned)
 
 
+class StridedView:
+    """A strided view of a :class:`DeviceArray` (which is always C-contiguous), read by
+    every op through ``__cuda_array_interface__``; ``strides`` are in elements.
+
+    For layouts such as M-major scales: ``transposed(DeviceArray.from_numpy(sfa.T.copy()))``
+    is ``sfa`` [M, K/128] with strides (1, M)."""
+
+    def __init__(self, base: DeviceArray, shape: Sequence[int], strides: Sequence[int]):
+        self.base = base
+        item = base.itemsize
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape), "typestr": base.dtype.str, "data": (base.ptr, False),
+            "strides": tuple(s * item for s in strides), "version": 3,
+            "stream": 1 if base.stream == 0 else base.stream,
+        }
+
+
+def transposed(x: DeviceArray) -> StridedView:
+    """The transpose of a 2-D DeviceArray as a zero-copy strided view."""
+    rows, cols = x.shape
+    return StridedView(x, (cols, rows), (1, cols))
+
+
 def _export_capsule(arr: DeviceArray, versioned: bool):
     """Build a DLPack capsule for ``arr``.
 

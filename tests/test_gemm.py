@@ -8,7 +8,7 @@ import pytest
 
 import fp8gemm_core as fg
 from fp8gemm_core import reference as ref
-from fp8gemm_core.arrays import DeviceArray
+from fp8gemm_core.arrays import DeviceArray, transposed
 
 from gpu_support import requires_gpu
 
@@ -42,18 +42,6 @@ def to_dev(x):
 
 def poisoned(shape, dtype):
     return to_dev(np.full(shape, np.nan, dtype=dtype))
-
-
-class Transposed:
-    """A transposed view of a 2-D DeviceArray through __cuda_array_interface__ (strided input)."""
-
-    def __init__(self, base: DeviceArray):
-        self.base = base
-        rows, cols = base.shape
-        item = base.itemsize
-        self.__cuda_array_interface__ = dict(
-            version=3, shape=(cols, rows), typestr=base.__cuda_array_interface__["typestr"],
-            data=(base.ptr, False), strides=(item, cols * item), stream=None)
 
 
 def rel_err(x, y):
@@ -192,7 +180,7 @@ def test_scale_layouts_row_and_column_major():
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     # M-major sfa: a [K/128, M] buffer seen through transposed strides.
     sfa_t = to_dev(np.ascontiguousarray(sfa.T))
-    sfa_mmajor = Transposed(sfa_t)
+    sfa_mmajor = transposed(sfa_t)
     out1, out2 = poisoned((m, n), BF16), poisoned((m, n), BF16)
     fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out1)
     fg.fp8_gemm_nt((to_dev(a8), sfa_mmajor), (to_dev(b8), to_dev(sfb)), out2)
