@@ -1,15 +1,17 @@
 """Dense FP8 GEMM, NT layout: ``D = (C +) A @ B^T`` with 1x128 / 128x128 scales.
 
-Launcher of ``cuda/fp8_gemm.cu``. The first call for a shape validates, picks a
-tile configuration (``heuristics``), compiles or loads the kernel (``jit``) and
-builds a launch plan; later calls with the same shape reuse the plan and only
-write this call's pointers, strides and tensor maps before the launch.
+Launcher of ``cuda/fp8_gemm.cu``. The first call with a new signature (shapes,
+strides, dtypes, device, alignment) validates it, picks a tile configuration
+(``heuristics``), compiles or loads the kernel (``jit``) and fills the kernel
+parameters; a later call with the same signature only writes its pointers (and
+new tensor maps when A or B moved) before the launch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +136,8 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
         call = _prepare_call(named, out_dtype)
         if call is None:  # host (numpy) arrays: staged through the device
             return _on_host_arrays(named, (a8, sfa, b8, sfb, c, out), out_dtype, s)
+        if len(_calls) >= _MAX_CALLS:  # e.g. a decode loop over many M: start over
+            _calls.clear()
         _calls[sig] = call
     if O is None:
         out = arrays.DeviceArray.empty(call.out_shape, call.out_dtype, call.device.ordinal, s)
@@ -144,12 +148,12 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
         return out
 
     p = call.params
-    p.set(2, SA.ptr)
-    p.set(5, SB.ptr)
-    p.set(8, o_ptr)
-    if C is not None:
-        p.set(10, C.ptr)
-    with call.device.activate():  # encoding a new tensor map needs the device's context
+    with _launch_lock, call.device.activate():  # (encoding a tensor map needs the context)
+        p.set(2, SA.ptr)
+        p.set(5, SB.ptr)
+        p.set(8, o_ptr)
+        if C is not None:
+            p.set(10, C.ptr)
         if A.ptr != call.a_ptr:
             p.set(0, tma.make_tensor_map(A.ptr, FP8, A.shape, A.strides, call.box_a,
                                          tma.SWIZZLE_128B, name="a[0]"))
@@ -182,6 +186,10 @@ class _Call:
 
 
 _calls: dict[tuple, _Call] = {}
+_MAX_CALLS = 4096
+# A signature's parameter block is shared: writing it and launching from it must not
+# interleave between threads (the driver copies the parameters at launch).
+_launch_lock = threading.Lock()
 
 
 def _prepare_call(named, out_dtype) -> _Call | None:
