@@ -177,6 +177,18 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   const i32 col_in_chunk = (lane % 4) * 2;
   const i32 num_n_scale_blocks = (N + 127) / 128;
 
+  // Two consumer warpgroups take turns issuing their wgmma batches (named barriers
+  // 1 and 2 pass the turn), so one group's batch runs on the tensor cores while the
+  // other promotes: without the order both issue together, finish together and
+  // promote together while the tensor cores idle.
+#ifdef FP8GEMM_EXPERIMENT_NO_PINGPONG
+  constexpr bool kPingPong = false;
+#else
+  constexpr bool kPingPong = kMathWarpgroups == 2 && !kOverlap;
+#endif
+  constexpr u32 kTurnThreads = 2 * kWarpgroup;
+  if (kPingPong && wg == 1) ptx::bar_arrive(1, kTurnThreads);  // warpgroup 0 goes first
+
   float acc[BLOCK_N / 2];
   float part[BLOCK_N / 2];
   float part2[kOverlap ? BLOCK_N / 2 : 1];
@@ -213,6 +225,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       const u64 desc_b = ptx::smem_desc_sw128(smem_b + s * kTileBytesB);
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
+      if constexpr (kPingPong) ptx::bar_sync(1 + wg, kTurnThreads);  // our turn
       ptx::wgmma_fence();
 #ifndef FP8GEMM_EXPERIMENT_SKIP_MMA  // timing experiments only: see docs/perf-log.md
 #pragma unroll
@@ -222,6 +235,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
 #endif
       ptx::wgmma_commit();
+      if constexpr (kPingPong) ptx::bar_arrive(2 - wg, kTurnThreads);  // the other's turn
     };
     // Once step's wgmma are complete: release its stage, promote p into acc.
     auto retire = [&](float (&p)[BLOCK_N / 2], u32 step, const float (&sc)[4]) {
@@ -315,6 +329,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
     }
   }
+  // Balance the initial arrival: warpgroup 1's last turn hand-off is consumed here.
+  if (kPingPong && wg == 0) ptx::bar_sync(1, kTurnThreads);
   // The peer may still arrive on our barriers: stay resident until it is done too.
   if constexpr (CLUSTER_M > 1) ptx::cluster_sync();
 }

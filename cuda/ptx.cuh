@@ -75,6 +75,17 @@ DEVICE void mbar_wait(u64* bar, u32 parity) {
       : "memory");
 }
 
+// ------------------------------------------------------------------ named barriers
+
+// Barrier `id` (1..15; 0 is __syncthreads) completes once `threads` threads have
+// arrived; bar_sync waits for that, bar_arrive signals without waiting.
+DEVICE void bar_sync(u32 id, u32 threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+DEVICE void bar_arrive(u32 id, u32 threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 // ------------------------------------------------------------------ clusters
 
 DEVICE u32 cluster_ctarank() {
