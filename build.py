@@ -15,7 +15,7 @@ import sys
 import time
 
 from fp8gemm_core import driver, gemm, jit
-from fp8gemm_core.heuristics import choose_gemm_config, effective_num_sms
+from fp8gemm_core.heuristics import effective_num_sms
 
 
 def _num_sms(arg: int | None) -> int:
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = gemm.gemm_kernel_configs()
     for triple in filter(None, args.shapes.split(";")):
         m, n, k = (int(v) for v in triple.split(","))
-        cfg = choose_gemm_config(m, n, k, _num_sms(args.num_sms))
-        specs.append(gemm._kernel_spec(cfg, args.out_dtype == "fp32", 0))
+        specs.append(gemm.default_kernel_spec(m, n, k, _num_sms(args.num_sms), args.out_dtype == "fp32"))
     if not specs:
         ap.error("nothing to build: give --shapes or --all")
 

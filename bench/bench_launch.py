@@ -24,7 +24,6 @@ from timing import random_fp8_bytes  # noqa: E402
 
 import fp8gemm_core as fg  # noqa: E402
 from fp8gemm_core import driver, gemm, jit  # noqa: E402
-from fp8gemm_core.heuristics import choose_gemm_config  # noqa: E402
 
 M, N, K = 64, 256, 256  # tiny kernel: its GPU time stays below the host time we measure
 
@@ -58,7 +57,7 @@ def main() -> None:
     # Cold compile and disk load of one real GEMM kernel, in a fresh cache directory.
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FP8GEMM_CORE_CACHE_DIR"] = cache
-        source, name, prelude = gemm._kernel_spec(choose_gemm_config(4096, 7168, 16384, 132), False, 0)
+        source, name, prelude = gemm.default_kernel_spec(4096, 7168, 16384, 132)
         jit.clear_memory_cache()
         t0 = time.perf_counter()
         jit.get_kernel(source, name, prelude=prelude, device=dev)
@@ -67,9 +66,8 @@ def main() -> None:
         probe = (
             "import time, sys\n"
             "from fp8gemm_core import driver, jit, gemm\n"
-            "from fp8gemm_core.heuristics import choose_gemm_config\n"
             "dev = driver.get_device(0)\n"
-            "src, name, pre = gemm._kernel_spec(choose_gemm_config(4096, 7168, 16384, 132), False, 0)\n"
+            "src, name, pre = gemm.default_kernel_spec(4096, 7168, 16384, 132)\n"
             "t0 = time.perf_counter()\n"
             "k = jit.get_kernel(src, name, prelude=pre, device=dev)\n"
             "print(k.compiled.origin, (time.perf_counter() - t0) * 1e3)\n")

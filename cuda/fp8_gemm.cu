@@ -85,12 +85,16 @@ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
 // kOverlap: promote K block kb while block kb + 1's wgmma run (needs a second partial
-// accumulator, so only for narrower tiles).
-template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode>
+// accumulator, so only for narrower tiles). kTmaStore: the epilogue stages the tile in
+// shared memory and writes it with TMA (needs 16-byte aligned D rows), else it stores
+// straight from registers.
+template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
+          int kTmaStore>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
 __global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const __grid_constant__ TmaDescriptor tmap_b,
+            const __grid_constant__ TmaDescriptor tmap_d,
             const float* __restrict__ sfa, i64 sfa_stride_m, i64 sfa_stride_k,
             const float* __restrict__ sfb, i64 sfb_stride_n, i64 sfb_stride_k,
             void* d, i64 ldd, const void* c, i64 ldc,
@@ -113,7 +117,15 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   u8* smem = reinterpret_cast<u8*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
   u8* smem_a = smem;
   u8* smem_b = smem + STAGES * kTileBytesA;
-  u64* full = reinterpret_cast<u64*>(smem_b + STAGES * kTileBytesB);
+  // The output tile, in column slabs of 32 bytes x 64 rows (one TMA store box each,
+  // 32-byte swizzle), one set of slabs per consumer warpgroup.
+  constexpr int kOutBytes = kOutFp32 ? 4 : 2;
+  constexpr int kSlabCols = 32 / kOutBytes;
+  constexpr u32 kSlabBytes = 64 * 32;
+  constexpr u32 kTileBytesD = kTmaStore ? BLOCK_M * BLOCK_N * kOutBytes : 0;
+  static_assert(!kTmaStore || BLOCK_N % kSlabCols == 0, "BLOCK_N must fill whole output slabs");
+  u8* smem_d = smem_b + STAGES * kTileBytesB;
+  u64* full = reinterpret_cast<u64*>(smem_d + kTileBytesD);
   u64* empty = full + STAGES;
 
   const u32 warp = ptx::warp_id_uniform();
@@ -122,6 +134,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   if (threadIdx.x == 0) {
     ptx::tma_prefetch_descriptor(&tmap_a);
     ptx::tma_prefetch_descriptor(&tmap_b);
+    if constexpr (kTmaStore) ptx::tma_prefetch_descriptor(&tmap_d);
     for (int s = 0; s < STAGES; ++s) {
       ptx::mbar_init(&full[s], 1);
       // One arrival per consumer warp of every CTA that reads this stage's B slice.
@@ -301,34 +314,75 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
     }
 
-    // Epilogue: straight from registers, two adjacent columns per store.
-#pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
-      const i32 col = n0 + j * 8 + col_in_chunk;
-      if (col >= N) continue;  // N % 8 == 0, so col + 1 < N as well
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const i32 row = h ? row1 : row0;
-        if (row >= M) continue;
-        float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
-        if constexpr (kCMode == 1) {
-          const float2 cv = *reinterpret_cast<const float2*>(
-              static_cast<const float*>(c) + i64(row) * ldc + col);
-          v0 += cv.x;
-          v1 += cv.y;
-        } else if constexpr (kCMode == 2) {
-          const u32 cv = *reinterpret_cast<const u32*>(static_cast<const u16*>(c) + i64(row) * ldc + col);
-          v0 += ptx::bf16_to_float(u16(cv & 0xFFFF));
-          v1 += ptx::bf16_to_float(u16(cv >> 16));
+    // Epilogue. The value of (row, col) of this thread's fragment, C added.
+    auto value = [&](int j, int h, int e) {
+      float v = acc[4 * j + 2 * h + e];
+      const i32 row = h ? row1 : row0, col = n0 + j * 8 + col_in_chunk + e;
+      if constexpr (kCMode != 0) {
+        if (row < M && col < N) {
+          if constexpr (kCMode == 1) v += static_cast<const float*>(c)[i64(row) * ldc + col];
+          else v += ptx::bf16_to_float(static_cast<const u16*>(c)[i64(row) * ldc + col]);
         }
-        if constexpr (kOutFp32) {
-          *reinterpret_cast<float2*>(static_cast<float*>(d) + i64(row) * ldd + col) = make_float2(v0, v1);
-        } else {
-          *reinterpret_cast<u32*>(static_cast<u16*>(d) + i64(row) * ldd + col) = ptx::pack_bf16x2(v0, v1);
+      }
+      return v;
+    };
+    if constexpr (kTmaStore) {
+      // Through shared memory: conflict-free 32-byte-swizzled writes, then one TMA store
+      // per slab (TMA clips rows and columns past M and N).
+      u8* tile_d = smem_d + wg * 64 * BLOCK_N * kOutBytes;
+      const bool leader = math_tid % kWarpgroup == 0;
+      if (leader) ptx::tma_store_wait_read<0>();  // the previous tile's stores have read it
+      ptx::bar_sync(3 + wg, kWarpgroup);
+#pragma unroll
+      for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const u32 r = row_in_tile - wg * 64 + 8 * h;
+          // Byte offset of this thread's pair within its 8-column chunk, and the chunk's slab.
+          const u32 byte = kOutFp32 ? col_in_chunk * 4 : (j % 2) * 16 + col_in_chunk * 2;
+          const u32 slab = kOutFp32 ? j : j / 2;
+          // 32-byte swizzle: the 16-byte half of a row flips on rows 4-7 of every 8.
+          const u32 off = slab * kSlabBytes + r * 32 + (byte ^ (((r >> 2) & 1) << 4));
+          if constexpr (kOutFp32) {
+            *reinterpret_cast<float2*>(tile_d + off) = make_float2(value(j, h, 0), value(j, h, 1));
+          } else {
+            *reinterpret_cast<u32*>(tile_d + off) = ptx::pack_bf16x2(value(j, h, 0), value(j, h, 1));
+          }
+        }
+      }
+      ptx::fence_proxy_async_smem();  // make the writes visible to the TMA unit
+      ptx::bar_sync(3 + wg, kWarpgroup);
+      if (leader) {
+#pragma unroll
+        for (int sl = 0; sl < BLOCK_N / kSlabCols; ++sl) {
+          if (n0 + sl * kSlabCols < N) {
+            ptx::tma_store_2d(&tmap_d, tile_d + sl * kSlabBytes, n0 + sl * kSlabCols, m0 + wg * 64);
+          }
+        }
+        ptx::tma_store_commit();
+      }
+    } else {
+      // Straight from registers, two adjacent columns per store.
+#pragma unroll
+      for (int j = 0; j < BLOCK_N / 8; ++j) {
+        const i32 col = n0 + j * 8 + col_in_chunk;
+        if (col >= N) continue;  // N % 2 == 0, so col + 1 < N as well
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const i32 row = h ? row1 : row0;
+          if (row >= M) continue;
+          const float v0 = value(j, h, 0), v1 = value(j, h, 1);
+          if constexpr (kOutFp32) {
+            *reinterpret_cast<float2*>(static_cast<float*>(d) + i64(row) * ldd + col) = make_float2(v0, v1);
+          } else {
+            *reinterpret_cast<u32*>(static_cast<u16*>(d) + i64(row) * ldd + col) = ptx::pack_bf16x2(v0, v1);
+          }
         }
       }
     }
   }
+  // Shared memory must outlive the last stores' reads of it.
+  if (kTmaStore && math_tid % kWarpgroup == 0) ptx::tma_store_wait<0>();
   // Balance the initial arrival: warpgroup 1's last turn hand-off is consumed here.
   if (kPingPong && wg == 0) ptx::bar_sync(1, kTurnThreads);
   // The peer may still arrive on our barriers: stay resident until it is done too.

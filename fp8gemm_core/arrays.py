@@ -1024,20 +1024,27 @@ class DeviceArray:
 
 
 class StridedView:
-    """A strided view of a :class:`DeviceArray` (which is always C-contiguous), read by
-    every op through ``__cuda_array_interface__``; ``strides`` are in elements.
+    """A strided view of a :class:`DeviceArray` (which is always C-contiguous), exported
+    like it through DLPack (any dtype, bfloat16 and FP8 included) and, for dtypes it can
+    name, ``__cuda_array_interface__``; ``strides`` are in elements.
 
     For layouts such as M-major scales: ``transposed(DeviceArray.from_numpy(sfa.T.copy()))``
-    is ``sfa`` [M, K/128] with strides (1, M)."""
+    is ``sfa`` [M, K/128] with strides (1, M); for padded rows:
+    ``StridedView(buf, (m, n), (n + pad, 1))``."""
 
     def __init__(self, base: DeviceArray, shape: Sequence[int], strides: Sequence[int]):
         self.base = base
+        self.ptr, self.dtype, self.device, self.stream = base.ptr, base.dtype, base.device, base.stream
+        self.shape, self.strides = tuple(shape), tuple(strides)
         item = base.itemsize
         self.__cuda_array_interface__ = {
-            "shape": tuple(shape), "typestr": base.dtype.str, "data": (base.ptr, False),
+            "shape": self.shape, "typestr": base.dtype.str, "data": (base.ptr, False),
             "strides": tuple(s * item for s in strides), "version": 3,
             "stream": 1 if base.stream == 0 else base.stream,
         }
+
+    __dlpack_device__ = DeviceArray.__dlpack_device__
+    __dlpack__ = DeviceArray.__dlpack__
 
 
 def transposed(x: DeviceArray) -> StridedView:

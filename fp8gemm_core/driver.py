@@ -306,6 +306,17 @@ class KernelParams:
             slot.value = value
 
 
+_UNUSED_TENSOR_MAP = None
+
+
+def unused_tensor_map() -> Any:
+    """An all-zero ``CUtensorMap`` for a tensor-map parameter a kernel variant never reads."""
+    global _UNUSED_TENSOR_MAP
+    if _UNUSED_TENSOR_MAP is None:
+        _UNUSED_TENSOR_MAP = cu.CUtensorMap()
+    return _UNUSED_TENSOR_MAP
+
+
 def max_active_clusters(kernel: Any, block: int, smem: int, cluster: int) -> int:
     """How many clusters of ``cluster`` CTAs can be resident at once (current context's GPU).
 

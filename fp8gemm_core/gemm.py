@@ -23,15 +23,21 @@ from .codegen import wgmma_fp8_source
 from .heuristics import (BLOCK_K, GemmConfig, candidate_block_ns, choose_gemm_config,
                          effective_num_sms, stages_for, uses_overlap)
 
-__all__ = ["fp8_gemm_nt", "gemm_kernel_configs"]
+__all__ = ["fp8_gemm_nt", "gemm_kernel_configs", "default_kernel_spec"]
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.dtype(np.float32)
 FP8 = np.dtype(ml_dtypes.float8_e4m3fn)
 
 _C_MODES = {None: 0, F32: 1, BF16: 2}
-_PARAM_KINDS = ("tmap", "tmap", "u64", "i64", "i64", "u64", "i64", "i64", "u64", "i64", "u64",
+# Kernel parameters, in order (see cuda/fp8_gemm.cu).
+_PARAMS = ("tmap_a", "tmap_b", "tmap_d", "sfa", "sfa_stride_m", "sfa_stride_k", "sfb", "sfb_stride_n",
+           "sfb_stride_k", "d", "ldd", "c", "ldc", "M", "N", "K", "group_n")
+_PARAM_KINDS = ("tmap", "tmap", "tmap", "u64", "i64", "i64", "u64", "i64", "i64", "u64", "i64", "u64",
                 "i64", "i32", "i32", "i32", "i32")
+_P = {name: i for i, name in enumerate(_PARAMS)}
+_D_ROWS = 64    # rows of one TMA store box: one consumer warpgroup's share of the tile
+_D_SLAB = 32    # bytes of one TMA store box's rows (32-byte swizzle)
 
 
 @dataclass
@@ -47,8 +53,19 @@ _plans: dict[tuple, _Plan] = {}
 
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
-            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}>")
+            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}>")
     return "fp8_gemm.cu", name, wgmma_fp8_source(cfg.block_n)
+
+
+def _staged_out_bytes(ldd: int, itemsize: int, aligned: bool = True) -> int:
+    # The TMA-store epilogue needs 16-byte aligned output rows; otherwise stores go from registers.
+    return itemsize if aligned and (ldd * itemsize) % 16 == 0 else 0
+
+
+def default_kernel_spec(m: int, n: int, k: int, num_sms: int, out_fp32: bool = False) -> tuple[str, str, str]:
+    """The kernel a call with a library-allocated output would use (for AOT builds and benchmarks)."""
+    cfg = choose_gemm_config(m, n, k, num_sms, _staged_out_bytes(n, 4 if out_fp32 else 2))
+    return _kernel_spec(cfg, out_fp32, 0)
 
 
 def gemm_kernel_configs() -> list[tuple[str, str, str]]:
@@ -57,11 +74,13 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     for bm in (64, 128):
         for bn in candidate_block_ns():
             for cluster_m in (1, 2):
-                cfg = GemmConfig(bm, bn, stages_for(bm, bn), 1, 2, cluster_m,
-                                 overlap=uses_overlap(bm, bn))
                 for out_fp32 in (False, True):
-                    for c_mode in (0, 1, 2):
-                        specs.append(_kernel_spec(cfg, out_fp32, c_mode))
+                    for tma_store in (False, True):
+                        staged = (4 if out_fp32 else 2) if tma_store else 0
+                        cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
+                                         overlap=uses_overlap(bm, bn), staged_out_bytes=staged)
+                        for c_mode in (0, 1, 2):
+                            specs.append(_kernel_spec(cfg, out_fp32, c_mode))
     return specs
 
 
@@ -128,7 +147,7 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
     sig = (A.shape, A.strides, A.dtype, A.device, SA.shape, SA.strides, SA.dtype, SA.device,
            B.shape, B.strides, B.dtype, B.device, SB.shape, SB.strides, SB.dtype, SB.device,
            None if C is None else (C.shape, C.strides, C.dtype, C.device, C.ptr & 7),
-           None if O is None else (O.shape, O.strides, O.dtype, O.device, O.ptr & 7),
+           None if O is None else (O.shape, O.strides, O.dtype, O.device, O.ptr & 15),
            (A.ptr | B.ptr) & 15, out_dtype, heuristics._num_sms_override)
     call = _calls.get(sig)
     if call is None:
@@ -149,19 +168,24 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
 
     p = call.params
     with _launch_lock, call.device.activate():  # (encoding a tensor map needs the context)
-        p.set(2, SA.ptr)
-        p.set(5, SB.ptr)
-        p.set(8, o_ptr)
+        p.set(_P["sfa"], SA.ptr)
+        p.set(_P["sfb"], SB.ptr)
+        p.set(_P["d"], o_ptr)
         if C is not None:
-            p.set(10, C.ptr)
+            p.set(_P["c"], C.ptr)
         if A.ptr != call.a_ptr:
-            p.set(0, tma.make_tensor_map(A.ptr, FP8, A.shape, A.strides, call.box_a,
-                                         tma.SWIZZLE_128B, name="a[0]"))
+            p.set(_P["tmap_a"], tma.make_tensor_map(A.ptr, FP8, A.shape, A.strides, call.box_a,
+                                                    tma.SWIZZLE_128B, name="a[0]"))
             call.a_ptr = A.ptr
         if B.ptr != call.b_ptr:
-            p.set(1, tma.make_tensor_map(B.ptr, FP8, B.shape, B.strides, call.box_b,
-                                         tma.SWIZZLE_128B, name="b[0]"))
+            p.set(_P["tmap_b"], tma.make_tensor_map(B.ptr, FP8, B.shape, B.strides, call.box_b,
+                                                    tma.SWIZZLE_128B, name="b[0]"))
             call.b_ptr = B.ptr
+        if call.box_d and o_ptr != call.d_ptr:
+            p.set(_P["tmap_d"], tma.make_tensor_map(o_ptr, call.out_dtype, call.out_shape,
+                                                    (call.ldd, 1), call.box_d, tma.SWIZZLE_32B,
+                                                    name="out"))
+            call.d_ptr = o_ptr
         driver.launch_fast(call.kernel, call.grid, call.threads, call.smem, s, p)
     return out
 
@@ -181,8 +205,11 @@ class _Call:
     smem: int = 0
     box_a: tuple[int, int] = (0, 0)
     box_b: tuple[int, int] = (0, 0)
+    box_d: tuple[int, int] | None = None  # None: the epilogue stores from registers, no tensor map
+    ldd: int = 0
     a_ptr: int = -1
     b_ptr: int = -1
+    d_ptr: int = -1
 
 
 _calls: dict[tuple, _Call] = {}
@@ -213,35 +240,39 @@ def _prepare_call(named, out_dtype) -> _Call | None:
     call = _Call(device, (M, N), odt)
     if M == 0 or N == 0:
         return call
-    key = (M, N, K, odt == F32, _C_MODES[None if C is None else C.dtype], device.ordinal,
+    call.ldd = N if O is None else O.strides[0]  # out is allocated C-contiguous when not given
+    staged = _staged_out_bytes(call.ldd, odt.itemsize, O is None or O.ptr % 16 == 0)
+    key = (M, N, K, odt == F32, _C_MODES[None if C is None else C.dtype], staged, device.ordinal,
            effective_num_sms(device.num_sms))
     plan = _plans.get(key) or _make_plan(key, device)
     cfg = plan.config
     call.plan = plan
     call.params = p = driver.KernelParams(_PARAM_KINDS)
-    p.set(3, SA.strides[0])
-    p.set(4, SA.strides[1])
-    p.set(6, SB.strides[0])
-    p.set(7, SB.strides[1])
-    p.set(9, N)  # out is allocated C-contiguous when not given
-    if O is not None:
-        p.set(9, O.strides[0])
+    p.set(_P["sfa_stride_m"], SA.strides[0])
+    p.set(_P["sfa_stride_k"], SA.strides[1])
+    p.set(_P["sfb_stride_n"], SB.strides[0])
+    p.set(_P["sfb_stride_k"], SB.strides[1])
+    p.set(_P["ldd"], call.ldd)
     if C is not None:
-        p.set(11, C.strides[0])
-    p.set(12, M)
-    p.set(13, N)
-    p.set(14, K)
-    p.set(15, cfg.group_n)
+        p.set(_P["ldc"], C.strides[0])
+    p.set(_P["M"], M)
+    p.set(_P["N"], N)
+    p.set(_P["K"], K)
+    p.set(_P["group_n"], cfg.group_n)
     call.box_a = (cfg.block_m, BLOCK_K)
     call.box_b = (cfg.block_n // cfg.cluster_m, BLOCK_K)
+    if staged:
+        call.box_d = (_D_ROWS, _D_SLAB // odt.itemsize)
+    else:
+        p.set(_P["tmap_d"], driver.unused_tensor_map())
     call.kernel = int(plan.kernel.handle)
     call.grid, call.threads, call.smem = cfg.num_sms, cfg.threads, cfg.smem_bytes
     return call
 
 
 def _make_plan(key: tuple, device: driver.Device) -> _Plan:
-    M, N, K, out_fp32, c_mode, _, num_sms = key
-    cfg = choose_gemm_config(M, N, K, num_sms)
+    M, N, K, out_fp32, c_mode, staged, _, num_sms = key
+    cfg = choose_gemm_config(M, N, K, num_sms, staged)
     source, name, prelude = _kernel_spec(cfg, out_fp32, c_mode)
     kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                             device=device, max_dynamic_smem=cfg.smem_bytes)

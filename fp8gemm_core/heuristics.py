@@ -58,6 +58,7 @@ class GemmConfig:
     num_sms: int       # CTAs launched (persistent grid), a multiple of cluster_m
     cluster_m: int = 1  # 2: CTA pairs on vertically adjacent tiles share B through TMA multicast
     overlap: bool = False  # promote one K block while the next one's wgmma run (BLOCK_N <= MAX_OVERLAP_N)
+    staged_out_bytes: int = 0  # bytes per output element staged in shared memory for a TMA store (0: none)
 
     @property
     def threads(self) -> int:
@@ -65,7 +66,8 @@ class GemmConfig:
 
     @property
     def smem_bytes(self) -> int:
-        return self.stages * (self.block_m + self.block_n) * BLOCK_K + SMEM_RESERVED
+        return (self.stages * (self.block_m + self.block_n) * BLOCK_K
+                + self.block_m * self.block_n * self.staged_out_bytes + SMEM_RESERVED)
 
 
 def _spans_at_most_two_scale_blocks(block_n: int) -> bool:
@@ -83,8 +85,12 @@ def _cluster_m(m_blocks: int, num_sms: int) -> int:
     return 2 if num_sms % 2 == 0 and (m_blocks % 2 == 0 or m_blocks >= 8) else 1
 
 
-def choose_gemm_config(m: int, n: int, k: int, num_sms: int) -> GemmConfig:
-    """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs."""
+def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: int = 0) -> GemmConfig:
+    """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs.
+
+    ``staged_out_bytes``: the output element size when the epilogue goes through shared
+    memory and a TMA store (it takes room from the pipeline stages), else 0.
+    """
     block_ms = [64] if m <= 64 else [64, 128]
     best, best_key = None, None
     for bm in block_ms:
@@ -102,9 +108,9 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int) -> GemmConfig:
     cm = _cluster_m(math.ceil(m / bm), num_sms)
     n_blocks = math.ceil(n / bn)
     tiles = math.ceil(math.ceil(m / bm) / cm) * cm * n_blocks
-    return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn), group_n=min(GROUP_N, n_blocks),
-                      num_sms=min(num_sms, tiles) // cm * cm, cluster_m=cm,
-                      overlap=uses_overlap(bm, bn))
+    return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes),
+                      group_n=min(GROUP_N, n_blocks), num_sms=min(num_sms, tiles) // cm * cm,
+                      cluster_m=cm, overlap=uses_overlap(bm, bn), staged_out_bytes=staged_out_bytes)
 
 
 def uses_overlap(block_m: int, block_n: int) -> bool:
@@ -116,6 +122,8 @@ def uses_overlap(block_m: int, block_n: int) -> bool:
     return block_m == 64 and 64 <= block_n <= MAX_OVERLAP_N
 
 
-def stages_for(block_m: int, block_n: int) -> int:
-    """Pipeline depth: as many A+B stages as fit in shared memory (at most MAX_STAGES)."""
-    return min(MAX_STAGES, (SMEM_LIMIT - SMEM_RESERVED) // ((block_m + block_n) * BLOCK_K))
+def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0) -> int:
+    """Pipeline depth: as many A+B stages as fit in shared memory beside the output tile
+    (``staged_out_bytes`` per element, 0 when not staged), at most MAX_STAGES."""
+    free = SMEM_LIMIT - SMEM_RESERVED - block_m * block_n * staged_out_bytes
+    return min(MAX_STAGES, free // ((block_m + block_n) * BLOCK_K))

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Nsight Compute summary of the 3rd launch of one GEMM shape: bash scripts/profile.sh M N K [bench flags]
+# Nsight Compute (full set) of the 3rd launch of one GEMM shape: bash scripts/profile.sh M N K [bench flags]
+# Full report text under $OUT/ncu-M-N-K.txt; a summary of the key lines on stdout.
 export PYTHONPATH=.
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-$NCU --clock-control none --kernel-name regex:fp8_gemm --launch-skip 2 --launch-count 1 \
-  --section SpeedOfLight --section WarpStateStats \
-  --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,lts__t_bytes.sum.per_second \
-  python3 bench/profile_one.py "$@" 2>&1 | grep -v "^==PROF==" | grep -E "Duration|Tensor|Throughput|stalled|gmma|lts__|Error|error" | grep -v " 0$\| 0\.0[0-9]$" | head -60
+log="$OUT/ncu-$1-$2-$3.txt"
+$NCU --clock-control none --kernel-name regex:fp8_gemm --launch-skip 2 --launch-count 1 --set full \
+  python3 bench/profile_one.py "$@" > "$log" 2>&1
+grep -E "Duration|SM Frequency|Throughput|Tensor|gmma|Pipe|L2 Hit|Bank|Stall|stall|Issue Slot|Eligible|Active Warps|Registers|Shared Memory Configuration|Warning|WRN" "$log" | grep -v "^==PROF==" | head -80

@@ -8,7 +8,7 @@ import pytest
 
 import fp8gemm_core as fg
 from fp8gemm_core import reference as ref
-from fp8gemm_core.arrays import DeviceArray, transposed
+from fp8gemm_core.arrays import DeviceArray, StridedView, transposed
 
 from gpu_support import requires_gpu
 
@@ -149,6 +149,20 @@ def test_out_dtypes_and_accumulate(out_dtype, c_dtype):
     fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
                    c=None if c is None else to_dev(c))
     check_against_reference(a8, sfa, b8, sfb, out, c=c, out_dtype=out_dtype, rng=rng, seed=seed)
+
+
+@requires_gpu
+@pytest.mark.parametrize("out_dtype", [BF16, np.dtype(np.float32)])
+@pytest.mark.parametrize("pad", [8, 2])  # 8: 16-byte aligned rows (TMA-store epilogue); 2: register stores
+def test_padded_output_rows(out_dtype, pad):
+    rng, seed = _rng()
+    m, n, k = 200, 1040, 1024  # N not a multiple of the tile: the last tile is clipped
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    buf = poisoned((m, n + pad), out_dtype)
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), StridedView(buf, (m, n), (n + pad, 1)))
+    full = buf.to_numpy()
+    check_against_reference(a8, sfa, b8, sfb, full[:, :n], out_dtype=out_dtype, rng=rng, seed=seed)
+    assert np.isnan(full[:, n:].astype(np.float32)).all(), "wrote past the output's columns"
 
 
 @requires_gpu
