@@ -3,7 +3,8 @@
 //
 // Persistent and warp-specialized: warpgroup 0 is the producer (one thread
 // issues TMA loads of A and B tiles into a ring of shared-memory stages, each
-// guarded by a "full" and an "empty" mbarrier); warpgroups 1.. are consumers,
+// guarded by a "full" and an "empty" mbarrier, and warp 1 copies the stage's
+// scales in with cp.async, any scale layout); warpgroups 1.. are consumers,
 // each owning 64 rows of the BLOCK_M x BLOCK_N tile. Per 128-wide K block a
 // consumer runs four m64nNk32 wgmma into a partial accumulator, waits, and
 // promotes it into the fp32 result with the product of the two scales
@@ -127,6 +128,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   u8* smem_d = smem_b + STAGES * kTileBytesB;
   u64* full = reinterpret_cast<u64*>(smem_d + kTileBytesD);
   u64* empty = full + STAGES;
+  // Per stage: the A scales of the tile's BLOCK_M rows, then the (up to) two B scales.
+  constexpr int kScaleStride = BLOCK_M + 4;
+  float* smem_scales = reinterpret_cast<float*>(empty + STAGES);
 
   const u32 warp = ptx::warp_id_uniform();
   const u32 rank = CLUSTER_M > 1 ? ptx::cluster_ctarank() : 0;
@@ -136,7 +140,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     ptx::tma_prefetch_descriptor(&tmap_b);
     if constexpr (kTmaStore) ptx::tma_prefetch_descriptor(&tmap_d);
     for (int s = 0; s < STAGES; ++s) {
-      ptx::mbar_init(&full[s], 1);
+      // The TMA producer's arrive (with the byte count) and one per scale-loader lane.
+      ptx::mbar_init(&full[s], 1 + 32);
       // One arrival per consumer warp of every CTA that reads this stage's B slice.
       ptx::mbar_init(&empty[s], CLUSTER_M * kMathWarpgroups * 4);
     }
@@ -153,7 +158,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
   if (warp < 4) {
     // ---------------------------------------------------------------- producer
-    if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<40>();
+    // Registers move within what the launch allocated (168 x 384 threads, from
+    // __launch_bounds__): 128 x 56 + 256 x 224 = 168 x 384. Asking for more blocks forever.
+    if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
     if (warp == 0 && ptx::elect_one()) {
       u32 it = 0;
       for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
@@ -175,12 +182,38 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           }
         }
       }
+    } else if (warp == 1) {
+      // Scale loader: the stage's scales go global -> shared with cp.async, so their
+      // latency is hidden by the pipeline depth instead of stalling the consumers.
+      const u32 lane = ptx::lane_id();
+      const i32 num_n_scale_blocks = (N + 127) / 128;
+      u32 it = 0;
+      for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
+        i32 mb, nb;
+        sched.tile(t, rank, mb, nb);
+        // Rows past M hold zeros (TMA fill): clamp their scale reads into bounds. (Few
+        // registers here: the producer warps run with 56.)
+        const i32 row = mb * BLOCK_M + i32(lane);
+        const i32 sb = min((nb * BLOCK_N) / 128 + i32(lane), num_n_scale_blocks - 1);
+        for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+          const u32 s = it % STAGES, round = it / STAGES;
+          ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
+          float* dst = smem_scales + s * kScaleStride + lane;
+          const float* src = sfa + i64(kb) * sfa_stride_k;
+#pragma unroll
+          for (int i = 0; i < BLOCK_M / 32; ++i) {
+            ptx::cp_async_4(dst + i * 32, src + i64(min(row + i * 32, M - 1)) * sfa_stride_m);
+          }
+          if (lane < 2) ptx::cp_async_4(dst + BLOCK_M, sfb + i64(sb) * sfb_stride_n + i64(kb) * sfb_stride_k);
+          ptx::cp_async_mbar_arrive(&full[s]);
+        }
+      }
     }
     return;
   }
 
   // ------------------------------------------------------------------ consumers
-  if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<232>();
+  if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<224>();
   const u32 math_tid = threadIdx.x - kWarpgroup;
   const u32 wg = math_tid / kWarpgroup;
   const u32 lane = ptx::lane_id();
@@ -188,7 +221,6 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // 16 rows, and columns 8j + 2(lane % 4) + {0, 1} for every j.
   const i32 row_in_tile = wg * 64 + (warp - 4 - wg * 4) * 16 + lane / 4;
   const i32 col_in_chunk = (lane % 4) * 2;
-  const i32 num_n_scale_blocks = (N + 127) / 128;
 
   // Two consumer warpgroups take turns issuing their wgmma batches (named barriers
   // 1 and 2 pass the turn), so one group's batch runs on the tensor cores while the
@@ -211,29 +243,23 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     sched.tile(t, rank, mb, nb);
     const i32 m0 = mb * BLOCK_M, n0 = nb * BLOCK_N;
     const i32 row0 = m0 + row_in_tile, row1 = row0 + 8;
-    // Rows past M hold zeros (TMA fill); clamp their scale reads into bounds.
-    const float* sfa_row0 = sfa + i64(min(row0, M - 1)) * sfa_stride_m;
-    const float* sfa_row1 = sfa + i64(min(row1, M - 1)) * sfa_stride_m;
     const i32 sb_block0 = n0 / 128;
-    const float* sfb_blk0 = sfb + i64(sb_block0) * sfb_stride_n;
-    const float* sfb_blk1 = sfb + i64(min(sb_block0 + 1, num_n_scale_blocks - 1)) * sfb_stride_n;
     // First 8-column chunk of the tile in the second scale block (warp-uniform).
     const i32 split_j = ((sb_block0 + 1) * 128 - n0) / 8;
 
 #pragma unroll
     for (int i = 0; i < BLOCK_N / 2; ++i) acc[i] = 0.f;
 
-    // The scales of K block kb for this thread's rows and the tile's B block(s).
-    auto load_scales = [&](i32 kb, float (&sc)[4]) {
-      sc[0] = __ldg(sfa_row0 + kb * sfa_stride_k);
-      sc[1] = __ldg(sfa_row1 + kb * sfa_stride_k);
-      sc[2] = __ldg(sfb_blk0 + kb * sfb_stride_k);
-      sc[3] = kTwoScaleBlocks ? __ldg(sfb_blk1 + kb * sfb_stride_k) : sc[2];
-    };
-    // Wait for pipeline step `step`'s stage and issue its four wgmma into p (not waited).
-    auto issue = [&](float (&p)[BLOCK_N / 2], u32 step) {
+    // Wait for pipeline step `step`'s stage, read its scales for this thread's rows and
+    // the tile's B block(s) into sc, and issue its four wgmma into p (not waited).
+    auto issue = [&](float (&p)[BLOCK_N / 2], u32 step, float (&sc)[4]) {
       const u32 s = step % STAGES;
       ptx::mbar_wait(&full[s], (step / STAGES) & 1);
+      const float* scales = smem_scales + s * kScaleStride;
+      sc[0] = scales[row_in_tile];
+      sc[1] = scales[row_in_tile + 8];
+      sc[2] = scales[BLOCK_M];
+      sc[3] = scales[BLOCK_M + 1];
       const u64 desc_a = ptx::smem_desc_sw128(smem_a + s * kTileBytesA + wg * 64 * kBlockK);
       const u64 desc_b = ptx::smem_desc_sw128(smem_b + s * kTileBytesB);
 #pragma unroll
@@ -254,8 +280,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     auto retire = [&](float (&p)[BLOCK_N / 2], u32 step, const float (&sc)[4]) {
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
-      // This warp is done reading the stage; the producers (ours and the peer's,
-      // which multicasts half of B into it) may refill it.
+      // This warp is done reading the stage (its scales are in registers since issue);
+      // the producers (ours and the peer's, which multicasts half of B into it) may refill it.
       if (lane == 0) {
         if constexpr (CLUSTER_M > 1) {
 #pragma unroll
@@ -275,24 +301,27 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     };
 
     if constexpr (!kOverlap) {
-      for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+      // Unrolled by two: measured 9% faster than the plain loop (docs/perf-log.md, v6).
+      auto step = [&]() {
         float sc[4];
-        load_scales(kb, sc);  // in flight while the stage is awaited and multiplied
-        issue(part, it);
+        issue(part, it, sc);
         ptx::wgmma_wait<0>();
         retire(part, it, sc);
+        ++it;
+      };
+      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
+        step();
+        if (kb + 1 < num_k_blocks) step();
       }
     } else {
       // Two partial accumulators: block kb + 1's wgmma run on the tensor cores while
       // block kb is promoted on the FMA units. Unrolled by two so that the buffers
       // stay compile-time registers.
       float sc0[4], sc1[4];
-      load_scales(0, sc0);
-      issue(part, it);
+      issue(part, it, sc0);
       for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
         if (kb + 1 < num_k_blocks) {
-          load_scales(kb + 1, sc1);
-          issue(part2, it + 1);
+          issue(part2, it + 1, sc1);
           ptx::wgmma_wait<1>();
         } else {
           ptx::wgmma_wait<0>();
@@ -303,8 +332,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           break;
         }
         if (kb + 2 < num_k_blocks) {
-          load_scales(kb + 2, sc0);
-          issue(part, it + 2);
+          issue(part, it + 2, sc0);
           ptx::wgmma_wait<1>();
         } else {
           ptx::wgmma_wait<0>();

@@ -112,6 +112,19 @@ DEVICE void mbar_arrive_cluster(u64* bar, u32 cta) {
       : "memory");
 }
 
+// ------------------------------------------------------------------ cp.async
+
+// 4-byte asynchronous global -> shared copy (no register round trip).
+DEVICE void cp_async_4(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+
+// Arrive on `bar` once this thread's earlier cp.async copies have landed; counts as
+// one of the arrivals the barrier expects (.noinc).
+DEVICE void cp_async_mbar_arrive(u64* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+
 // ------------------------------------------------------------------ TMA
 
 DEVICE void tma_prefetch_descriptor(const TmaDescriptor* desc) {

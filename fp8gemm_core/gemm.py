@@ -112,9 +112,11 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
     Args:
         a: ``(a_fp8, sfa)``: ``a_fp8`` [M, K] E4M3 (float8_e4m3fn, or a uint8 view of
             it), row-major with 16-byte aligned rows; ``sfa`` [M, ceil(K/128)] float32,
-            one scale per row per 128-wide K group, any strides. Fastest: M-major
-            (column-major, stride (1, M) or padded), so one warp's rows share a
-            32-byte sector; the row-major layout a quantizer writes works too.
+            one scale per row per 128-wide K group, any strides. Preferred: M-major
+            (column-major, stride (1, M) or padded): the kernel's scale-loader warp
+            then reads a tile's scales of one K block as contiguous 128-byte lines
+            instead of one 32-byte sector per row; the row-major layout a quantizer
+            writes works too (the loads run ahead in the pipeline either way).
         b: ``(b_fp8, sfb)``: ``b_fp8`` [N, K] E4M3, K contiguous; ``sfb``
             [ceil(N/128), ceil(K/128)] float32, one scale per 128x128 block, any strides.
         out: optional [M, N] output (``out_dtype``), row-major; allocated when None.

@@ -66,7 +66,7 @@ class GemmConfig:
 
     @property
     def smem_bytes(self) -> int:
-        return (self.stages * (self.block_m + self.block_n) * BLOCK_K
+        return (self.stages * stage_bytes(self.block_m, self.block_n)
                 + self.block_m * self.block_n * self.staged_out_bytes + SMEM_RESERVED)
 
 
@@ -126,4 +126,9 @@ def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0) -> int:
     """Pipeline depth: as many A+B stages as fit in shared memory beside the output tile
     (``staged_out_bytes`` per element, 0 when not staged), at most MAX_STAGES."""
     free = SMEM_LIMIT - SMEM_RESERVED - block_m * block_n * staged_out_bytes
-    return min(MAX_STAGES, free // ((block_m + block_n) * BLOCK_K))
+    return min(MAX_STAGES, free // stage_bytes(block_m, block_n))
+
+
+def stage_bytes(block_m: int, block_n: int) -> int:
+    """Shared memory of one pipeline stage: the A and B tiles, the A scales and two B scales (+2 pad)."""
+    return (block_m + block_n) * BLOCK_K + (block_m + 4) * 4
