@@ -50,6 +50,101 @@ struct TileScheduler {
   }
 };
 
+// Row ranges of the groups of a grouped GEMM, in the 2-D [rows, K] view of A and
+// [rows, N] of D. Masked layout: group g owns rows [g * stride, g * stride + counts[g]).
+// Contiguous layout: [starts[g], ends[g]), or [ends[g - 1], ends[g]) without starts
+// (cumulative ends). Values are clamped into [0, total_rows] so that bad offsets
+// cannot reach outside the arrays.
+struct GroupRows {
+  const i32* starts;
+  const i32* ends;
+  const i32* counts;
+  i32 stride, total_rows, num_groups;
+
+  DEVICE void bounds(i32 g, i32& start, i32& end) const {
+    if (counts != nullptr) {
+      start = g * stride;
+      end = start + min(max(__ldg(counts + g), 0), stride);
+      return;
+    }
+    start = starts != nullptr ? __ldg(starts + g) : (g > 0 ? __ldg(ends + g - 1) : 0);
+    end = __ldg(ends + g);
+    start = min(max(start, 0), total_rows);
+    end = min(max(end, start), total_rows);
+  }
+};
+
+// One output tile: group, first row (2-D view), end of the group's rows, first column.
+struct Tile {
+  i32 group, m0, m_end, n0;
+};
+
+// The tiles of one CTA, in order. Dense: TileScheduler's banded order over [M, N].
+// Grouped: group after group, each group's rows tiled like a small dense problem.
+// Every role (producer, scale loader, each consumer warp) walks the same sequence.
+// The grouped walk is warp-cooperative (all 32 lanes call next()): the lanes hold a
+// window of 32 groups and their tile counts, so finding a tile's group costs one
+// load round trip per 32 groups, not one per group.
+template <int BLOCK_M, int BLOCK_N, int kClusterM, bool kGrouped>
+struct TileWalker {
+  TileScheduler<kClusterM> dense;
+  GroupRows rows;
+  i32 n_blocks, group_n, M;
+  i32 t, step;
+  u32 rank;
+  i32 g0 = 0, before = 0, window_total = 0;  // window of groups [g0, g0 + 32); tiles before g0
+  i32 lane_start = 0, lane_end = 0, lane_incl = 0;  // this lane's group and inclusive tile count
+
+  DEVICE TileWalker(const GroupRows& groups, i32 m, i32 n, i32 group, i32 first, i32 stride, u32 r)
+      : dense((m + BLOCK_M - 1) / BLOCK_M, (n + BLOCK_N - 1) / BLOCK_N, group), rows(groups),
+        n_blocks((n + BLOCK_N - 1) / BLOCK_N), group_n(group), M(m), t(first), step(stride), rank(r) {
+    if constexpr (kGrouped) load_window();
+  }
+
+  DEVICE void load_window() {
+    const i32 g = g0 + i32(ptx::lane_id());
+    i32 tiles = 0;
+    lane_start = lane_end = 0;
+    if (g < rows.num_groups) {
+      rows.bounds(g, lane_start, lane_end);
+      tiles = (lane_end - lane_start + BLOCK_M - 1) / BLOCK_M * n_blocks;
+    }
+    lane_incl = tiles;
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const i32 v = __shfl_up_sync(0xffffffffu, lane_incl, d);
+      if (i32(ptx::lane_id()) >= d) lane_incl += v;
+    }
+    window_total = __shfl_sync(0xffffffffu, lane_incl, 31);
+  }
+
+  DEVICE bool next(Tile& tile) {
+    i32 mb, nb;
+    if constexpr (!kGrouped) {
+      if (t >= dense.num_tiles) return false;
+      dense.tile(t, rank, mb, nb);
+      tile = Tile{0, mb * BLOCK_M, M, nb * BLOCK_N};
+    } else {
+      while (t >= before + window_total) {
+        if (g0 + 32 >= rows.num_groups) return false;
+        before += window_total;
+        g0 += 32;
+        load_window();
+      }
+      const u32 hit = __ffs(__ballot_sync(0xffffffffu, before + lane_incl > t)) - 1;
+      const i32 start = __shfl_sync(0xffffffffu, lane_start, hit);
+      const i32 end = __shfl_sync(0xffffffffu, lane_end, hit);
+      const i32 incl = __shfl_sync(0xffffffffu, lane_incl, hit);
+      const i32 m_blocks = (end - start + BLOCK_M - 1) / BLOCK_M;
+      const TileScheduler<1> group_sched(m_blocks, n_blocks, min(group_n, n_blocks));
+      group_sched.tile(t - (before + incl - m_blocks * n_blocks), 0, mb, nb);
+      tile = Tile{g0 + i32(hit), start + mb * BLOCK_M, end, nb * BLOCK_N};
+    }
+    t += step;
+    return true;
+  }
+};
+
 // acc += part * scale, where the scale is sa * sb with sb the B scale of the
 // column's 128-wide block. Columns [0, 8 * SPLIT_J) of the tile use sb0, the rest
 // sb1; SPLIT_J is a template parameter so no per-column select is executed.
@@ -88,9 +183,11 @@ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 // kOverlap: promote K block kb while block kb + 1's wgmma run (needs a second partial
 // accumulator, so only for narrower tiles). kTmaStore: the epilogue stages the tile in
 // shared memory and writes it with TMA (needs 16-byte aligned D rows), else it stores
-// straight from registers.
+// straight from registers. kGrouped: M-grouped GEMM (see GroupRows): B is [G * N, K]
+// (group g's rows at g * N), sfa / sfb advance by sfa_stride_g / sfb_stride_g per
+// group, and sfa's row index restarts at g * group_stride (masked layout).
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
-          int kTmaStore>
+          int kTmaStore, int kGrouped>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
 __global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
@@ -99,7 +196,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const float* __restrict__ sfa, i64 sfa_stride_m, i64 sfa_stride_k,
             const float* __restrict__ sfb, i64 sfb_stride_n, i64 sfb_stride_k,
             void* d, i64 ldd, const void* c, i64 ldc,
-            i32 M, i32 N, i32 K, i32 group_n) {
+            i32 M, i32 N, i32 K, i32 group_n,
+            const i32* group_starts, const i32* group_ends, const i32* group_counts,
+            i32 group_stride, i32 num_groups, i64 sfa_stride_g, i64 sfb_stride_g) {
   using namespace fp8gemm;
   constexpr int kMathWarpgroups = BLOCK_M / 64;
   constexpr u32 kTileBytesA = BLOCK_M * kBlockK;
@@ -112,6 +211,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // the 1024-byte alignment of the 128-byte swizzle pattern.
   constexpr u32 kSliceRowsB = BLOCK_N / CLUSTER_M;
   static_assert(CLUSTER_M == 1 || CLUSTER_M == 2, "CLUSTER_M must be 1 or 2");
+  static_assert(!kGrouped || (CLUSTER_M == 1 && kCMode == 0), "grouped: no clusters, no C");
   static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
 
   extern __shared__ u8 smem_raw[];
@@ -152,8 +252,12 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   if constexpr (CLUSTER_M > 1) ptx::cluster_sync();
   else __syncthreads();
 
-  const fp8gemm::TileScheduler<CLUSTER_M> sched((M + BLOCK_M - 1) / BLOCK_M, (N + BLOCK_N - 1) / BLOCK_N,
-                                     group_n);
+  const GroupRows groups{group_starts, group_ends, group_counts, group_stride, M, num_groups};
+  // Each role of the CTA walks the same tiles with its own walker.
+  auto walker = [&]() {
+    return TileWalker<BLOCK_M, BLOCK_N, CLUSTER_M, bool(kGrouped)>(groups, M, N, group_n, cluster_id,
+                                                                   num_clusters, rank);
+  };
   const i32 num_k_blocks = (K + kBlockK - 1) / kBlockK;
 
   if (warp < 4) {
@@ -161,26 +265,30 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     // Registers move within what the launch allocated (168 x 384 threads, from
     // __launch_bounds__): 128 x 56 + 256 x 224 = 168 x 384. Asking for more blocks forever.
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
-    if (warp == 0 && ptx::elect_one()) {
+    if (warp == 0) {
+      // The whole warp walks the tiles (the grouped walk needs all lanes); one lane issues.
+      const bool leader = ptx::elect_one();
       u32 it = 0;
-      for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
-        i32 mb, nb;
-        sched.tile(t, rank, mb, nb);
-        for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
-          const u32 s = it % STAGES, round = it / STAGES;
-          ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
-          // TMA counts the whole box, out-of-bounds zero fill included.
-          ptx::mbar_arrive_expect_tx(&full[s], kTileBytesA + kTileBytesB);
-          ptx::tma_load_2d(smem_a + s * kTileBytesA, &tmap_a, &full[s], kb * kBlockK, mb * BLOCK_M);
-          u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
-          const i32 row_b = nb * BLOCK_N + rank * kSliceRowsB;
-          if constexpr (CLUSTER_M > 1) {
-            ptx::tma_load_2d_multicast(slice, &tmap_b, &full[s], kb * kBlockK, row_b,
-                                       (1u << CLUSTER_M) - 1);
-          } else {
-            ptx::tma_load_2d(slice, &tmap_b, &full[s], kb * kBlockK, row_b);
+      auto tiles = walker();
+      for (Tile tile; tiles.next(tile);) {
+        if (leader) {
+          for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+            const u32 s = it % STAGES, round = it / STAGES;
+            ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
+            // TMA counts the whole box, out-of-bounds zero fill included.
+            ptx::mbar_arrive_expect_tx(&full[s], kTileBytesA + kTileBytesB);
+            ptx::tma_load_2d(smem_a + s * kTileBytesA, &tmap_a, &full[s], kb * kBlockK, tile.m0);
+            u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
+            const i32 row_b = tile.group * N + tile.n0 + rank * kSliceRowsB;
+            if constexpr (CLUSTER_M > 1) {
+              ptx::tma_load_2d_multicast(slice, &tmap_b, &full[s], kb * kBlockK, row_b,
+                                         (1u << CLUSTER_M) - 1);
+            } else {
+              ptx::tma_load_2d(slice, &tmap_b, &full[s], kb * kBlockK, row_b);
+            }
           }
         }
+        __syncwarp();
       }
     } else if (warp == 1) {
       // Scale loader: the stage's scales go global -> shared with cp.async, so their
@@ -188,23 +296,25 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       const u32 lane = ptx::lane_id();
       const i32 num_n_scale_blocks = (N + 127) / 128;
       u32 it = 0;
-      for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
-        i32 mb, nb;
-        sched.tile(t, rank, mb, nb);
-        // Rows past M hold zeros (TMA fill): clamp their scale reads into bounds. (Few
-        // registers here: the producer warps run with 56.)
-        const i32 row = mb * BLOCK_M + i32(lane);
-        const i32 sb = min((nb * BLOCK_N) / 128 + i32(lane), num_n_scale_blocks - 1);
+      auto tiles = walker();
+      for (Tile tile; tiles.next(tile);) {
+        // Rows past the group's (or M's) end hold other rows or zeros: clamp their scale
+        // reads into the group. (Few registers here: the producer warps run with 56.)
+        const i32 row = tile.m0 + i32(lane), last_row = tile.m_end - 1;
+        const i32 row_base = tile.group * group_stride;  // sfa's row index restarts per group
+        const float* sfa_g = sfa + i64(tile.group) * sfa_stride_g;
+        const i32 sb = min(tile.n0 / 128 + i32(lane), num_n_scale_blocks - 1);
+        const float* sfb_g = sfb + i64(tile.group) * sfb_stride_g + i64(sb) * sfb_stride_n;
         for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
           const u32 s = it % STAGES, round = it / STAGES;
           ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
           float* dst = smem_scales + s * kScaleStride + lane;
-          const float* src = sfa + i64(kb) * sfa_stride_k;
+          const float* src = sfa_g + i64(kb) * sfa_stride_k;
 #pragma unroll
           for (int i = 0; i < BLOCK_M / 32; ++i) {
-            ptx::cp_async_4(dst + i * 32, src + i64(min(row + i * 32, M - 1)) * sfa_stride_m);
+            ptx::cp_async_4(dst + i * 32, src + i64(min(row + i * 32, last_row) - row_base) * sfa_stride_m);
           }
-          if (lane < 2) ptx::cp_async_4(dst + BLOCK_M, sfb + i64(sb) * sfb_stride_n + i64(kb) * sfb_stride_k);
+          if (lane < 2) ptx::cp_async_4(dst + BLOCK_M, sfb_g + i64(kb) * sfb_stride_k);
           ptx::cp_async_mbar_arrive(&full[s]);
         }
       }
@@ -238,10 +348,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   float part[BLOCK_N / 2];
   float part2[kOverlap ? BLOCK_N / 2 : 1];
   u32 it = 0;
-  for (i32 t = cluster_id; t < sched.num_tiles; t += num_clusters) {
-    i32 mb, nb;
-    sched.tile(t, rank, mb, nb);
-    const i32 m0 = mb * BLOCK_M, n0 = nb * BLOCK_N;
+  auto tiles = walker();
+  for (Tile tile; tiles.next(tile);) {
+    const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
     const i32 row0 = m0 + row_in_tile, row1 = row0 + 8;
     const i32 sb_block0 = n0 / 128;
     // First 8-column chunk of the tile in the second scale block (warp-uniform).
@@ -347,14 +456,17 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       float v = acc[4 * j + 2 * h + e];
       const i32 row = h ? row1 : row0, col = n0 + j * 8 + col_in_chunk + e;
       if constexpr (kCMode != 0) {
-        if (row < M && col < N) {
+        if (row < m_end && col < N) {
           if constexpr (kCMode == 1) v += static_cast<const float*>(c)[i64(row) * ldc + col];
           else v += ptx::bf16_to_float(static_cast<const u16*>(c)[i64(row) * ldc + col]);
         }
       }
       return v;
     };
-    if constexpr (kTmaStore) {
+    // A TMA store box spans this warpgroup's 64 rows: usable where the rows past the
+    // group's end are past the tensor's end too (TMA clips those), else register stores.
+    const bool tma_store = kTmaStore && min(m0 + i32(wg) * 64 + 64, M) <= m_end;
+    if (tma_store) {
       // Through shared memory: conflict-free 32-byte-swizzled writes, then one TMA store
       // per slab (TMA clips rows and columns past M and N).
       u8* tile_d = smem_d + wg * 64 * BLOCK_N * kOutBytes;
@@ -398,7 +510,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const i32 row = h ? row1 : row0;
-          if (row >= M) continue;
+          if (row >= m_end) continue;
           const float v0 = value(j, h, 0), v1 = value(j, h, 1);
           if constexpr (kOutFp32) {
             *reinterpret_cast<float2*>(static_cast<float*>(d) + i64(row) * ldd + col) = make_float2(v0, v1);

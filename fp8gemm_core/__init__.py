@@ -10,11 +10,14 @@ from . import reference
 from .arrays import DeviceArray
 from .driver import CudaError, CudaUnavailableError, UnsupportedDeviceError, is_available
 from .gemm import fp8_gemm_nt
+from .grouped import (get_m_alignment_for_contiguous_layout, m_grouped_fp8_gemm_nt_contiguous,
+                      m_grouped_fp8_gemm_nt_masked)
 from .heuristics import get_num_sms, set_num_sms
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "fp8_gemm_nt", "set_num_sms", "get_num_sms", "DeviceArray", "reference", "is_available",
+    "fp8_gemm_nt", "m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm_nt_masked",
+    "get_m_alignment_for_contiguous_layout", "set_num_sms", "get_num_sms", "DeviceArray", "reference", "is_available",
     "CudaError", "CudaUnavailableError", "UnsupportedDeviceError", "__version__",
 ]

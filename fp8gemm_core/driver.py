@@ -258,6 +258,11 @@ def mem_free(ptr: int, stream: int) -> None:
         call(cu.cuMemFree, ptr)
 
 
+def memset_d32(ptr: int, value: int, count: int, stream: int) -> None:
+    """Set ``count`` 32-bit words at ``ptr`` to ``value``, in stream order."""
+    call(cu.cuMemsetD32Async, ptr, value, count, stream)
+
+
 def memcpy_htod(dst: int, src_host: int, nbytes: int, stream: int) -> None:
     call(cu.cuMemcpyHtoDAsync, dst, src_host, nbytes, stream)
 

@@ -32,9 +32,11 @@ FP8 = np.dtype(ml_dtypes.float8_e4m3fn)
 _C_MODES = {None: 0, F32: 1, BF16: 2}
 # Kernel parameters, in order (see cuda/fp8_gemm.cu).
 _PARAMS = ("tmap_a", "tmap_b", "tmap_d", "sfa", "sfa_stride_m", "sfa_stride_k", "sfb", "sfb_stride_n",
-           "sfb_stride_k", "d", "ldd", "c", "ldc", "M", "N", "K", "group_n")
+           "sfb_stride_k", "d", "ldd", "c", "ldc", "M", "N", "K", "group_n",
+           "group_starts", "group_ends", "group_counts", "group_stride", "num_groups", "sfa_stride_g",
+           "sfb_stride_g")
 _PARAM_KINDS = ("tmap", "tmap", "tmap", "u64", "i64", "i64", "u64", "i64", "i64", "u64", "i64", "u64",
-                "i64", "i32", "i32", "i32", "i32")
+                "i64", "i32", "i32", "i32", "i32", "u64", "u64", "u64", "i32", "i32", "i64", "i64")
 _P = {name: i for i, name in enumerate(_PARAMS)}
 _D_ROWS = 64    # rows of one TMA store box: one consumer warpgroup's share of the tile
 _D_SLAB = 32    # bytes of one TMA store box's rows (32-byte swizzle)
@@ -51,9 +53,9 @@ class _Plan:
 _plans: dict[tuple, _Plan] = {}
 
 
-def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int) -> tuple[str, str, str]:
+def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int, grouped: bool = False) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
-            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}>")
+            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}, {int(grouped)}>")
     return "fp8_gemm.cu", name, wgmma_fp8_source(cfg.block_n)
 
 
@@ -69,18 +71,21 @@ def default_kernel_spec(m: int, n: int, k: int, num_sms: int, out_fp32: bool = F
 
 
 def gemm_kernel_configs() -> list[tuple[str, str, str]]:
-    """Every (source, name_expr, prelude) the heuristics can choose: for AOT builds and spill checks."""
+    """Every (source, name_expr, prelude) the heuristics can choose, dense and grouped
+    (grouped: no clusters, no C): for AOT builds and spill checks."""
     specs = []
     for bm in (64, 128):
         for bn in candidate_block_ns():
-            for cluster_m in (1, 2):
-                for out_fp32 in (False, True):
-                    for tma_store in (False, True):
-                        staged = (4 if out_fp32 else 2) if tma_store else 0
+            for out_fp32 in (False, True):
+                for tma_store in (False, True):
+                    staged = (4 if out_fp32 else 2) if tma_store else 0
+                    for cluster_m in (1, 2):
                         cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
                                          overlap=uses_overlap(bm, bn), staged_out_bytes=staged)
                         for c_mode in (0, 1, 2):
                             specs.append(_kernel_spec(cfg, out_fp32, c_mode))
+                        if cluster_m == 1:
+                            specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
     return specs
 
 

@@ -8,7 +8,8 @@ import pytest
 from fp8gemm_core import jit
 from fp8gemm_core.gemm import gemm_kernel_configs
 
-SHIPPED = gemm_kernel_configs() + [("tma_copy.cu", "tma_copy<2>", ""), ("tma_copy.cu", "tma_copy<3>", "")]
+SHIPPED = gemm_kernel_configs() + [("tma_copy.cu", "tma_copy<2>", ""), ("tma_copy.cu", "tma_copy<3>", ""),
+                                   ("group_rows.cu", "group_rows_from_indices", "")]
 
 
 @pytest.mark.parametrize("source,name,prelude", SHIPPED, ids=[name for _, name, _ in SHIPPED])

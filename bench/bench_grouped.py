@@ -1,0 +1,165 @@
+"""Grouped (MoE) FP8 GEMM bench: contiguous and masked layouts on the BRIEF's shapes.
+
+    PYTHONPATH=. python bench/bench_grouped.py [--reps N]
+
+Contiguous (G groups of about `rows` rows each, N, K), each with group sizes equal and varying
++-30% (fixed seed), measured in the same run against:
+  - our dense kernel on the same total rows (the grouped kernel should be within 5% of it),
+  - a loop of per-expert cuBLAS blockwise calls (torch._scaled_mm, when torch is importable),
+  - padding every expert to the largest and running one batched GEMM (our masked kernel
+    with every group full): TFLOPS count useful work only.
+Masked (G groups x rows, N, K): masked_m = rows for every group.
+Kernel time from CUDA events, L2 flushed before each call, median of --reps. Writes
+bench/results/grouped-*.json and prints the table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+
+import ml_dtypes
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import Timer, random_fp8_bytes  # noqa: E402
+
+import fp8gemm_core as fg  # noqa: E402
+from fp8gemm_core import driver  # noqa: E402
+from fp8gemm_core.arrays import DeviceArray, StridedView  # noqa: E402
+
+# (groups, rows per group, N, K) and DeepGEMM's H200 TFLOPS from BRIEF section 4.
+CONTIGUOUS = [((4, 8192, 4096, 7168), 1452), ((4, 8192, 7168, 2048), 1363),
+              ((8, 4096, 4096, 7168), 1410), ((8, 4096, 7168, 2048), 1359)]
+MASKED = [((1, 1024, 4096, 7168), 1199), ((1, 1024, 7168, 2048), 926), ((2, 512, 4096, 7168), 1248),
+          ((2, 512, 7168, 2048), 889), ((4, 256, 4096, 7168), 1055), ((4, 256, 7168, 2048), 840)]
+
+
+def scales(rng, shape):
+    return rng.uniform(0.5, 2.0, shape).astype(np.float32) / 448
+
+
+def m_major(rng, rows, kg, stream):
+    """sfa [rows, kg] in the preferred M-major layout: a [kg, rows] buffer viewed transposed."""
+    buf = DeviceArray.from_numpy(scales(rng, (kg, rows)), 0, stream)
+    return StridedView(buf, (rows, kg), (1, rows)), buf
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=15)
+    args = ap.parse_args()
+    if not driver.is_available():
+        print("bench_grouped: no CUDA GPU here; nothing to measure.")
+        return
+    try:
+        import torch
+        has_torch = torch.cuda.is_available()
+    except ImportError:
+        has_torch = False
+    stream = torch.cuda.current_stream().cuda_stream if has_torch else 0
+    timer = Timer(stream)
+    dev = driver.get_device(0)
+    rng = np.random.default_rng(7)
+    bf16 = ml_dtypes.bfloat16
+    rows_out = []
+
+    for (G, mean, N, K), dg in CONTIGUOUS:
+        kg = math.ceil(K / 128)
+        B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
+        SB = DeviceArray.from_numpy(scales(rng, (G, math.ceil(N / 128), kg)), 0, stream)
+        for spread in (0.0, 0.3):
+            sizes = np.full(G, mean) if spread == 0 else \
+                rng.integers(int((1 - spread) * mean), int((1 + spread) * mean) + 1, size=G)
+            M = int(sizes.sum())
+            flops = 2.0 * M * N * K
+            A = DeviceArray.from_numpy(random_fp8_bytes(rng, (M, K)), 0, stream)
+            SA, _keep = m_major(rng, M, kg, stream)
+            ends = DeviceArray.from_numpy(np.cumsum(sizes).astype(np.int32), 0, stream)
+            out = DeviceArray.empty((M, N), bf16, 0, stream)
+            row = dict(kind="contiguous", groups=G, rows=mean, spread=spread, n=N, k=K, total_m=M,
+                       deepgemm_h200=dg)
+            ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_contiguous(
+                (A, SA), (B, SB), out, offsets=ends, stream=stream), args.reps)
+            row["ours_tflops"] = flops / ms / 1e9
+            # Our dense kernel on the same total rows (B of group 0): the reference point.
+            B0 = StridedView(B, (N, K), (K, 1))
+            SB0 = StridedView(SB, (math.ceil(N / 128), kg), (kg, 1))
+            ms = timer.median_ms(lambda: fg.fp8_gemm_nt((A, SA), (B0, SB0), out, stream=stream), args.reps)
+            row["dense_tflops"] = flops / ms / 1e9
+            # Padded: every expert padded to the largest, one batched (masked, all full) GEMM.
+            max_m = int(sizes.max())
+            Ap = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, max_m, K)), 0, stream)
+            SAp = DeviceArray.from_numpy(scales(rng, (G, max_m, kg)), 0, stream)
+            full = DeviceArray.from_numpy(np.full(G, max_m, np.int32), 0, stream)
+            outp = DeviceArray.empty((G, max_m, N), bf16, 0, stream)
+            ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
+                (Ap, SAp), (B, SB), outp, full, max_m, stream=stream), args.reps)
+            row["padded_tflops"] = flops / ms / 1e9
+            if has_torch:
+                row["cublas_loop_tflops"] = flops / cublas_loop_ms(torch, timer, A, B, SB, sizes, K, N,
+                                                                   args.reps) / 1e9
+            rows_out.append(row)
+            print(json.dumps(row), flush=True)
+
+    for (G, m, N, K), dg in MASKED:
+        kg = math.ceil(K / 128)
+        A = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, m, K)), 0, stream)
+        SA = DeviceArray.from_numpy(scales(rng, (G, m, kg)), 0, stream)
+        B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
+        SB = DeviceArray.from_numpy(scales(rng, (G, math.ceil(N / 128), kg)), 0, stream)
+        counts = DeviceArray.from_numpy(np.full(G, m, np.int32), 0, stream)
+        out = DeviceArray.empty((G, m, N), bf16, 0, stream)
+        ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
+            (A, SA), (B, SB), out, counts, m, stream=stream), args.reps)
+        row = dict(kind="masked", groups=G, rows=m, n=N, k=K, total_m=G * m, deepgemm_h200=dg,
+                   ours_tflops=2.0 * G * m * N * K / ms / 1e9)
+        rows_out.append(row)
+        print(json.dumps(row), flush=True)
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
+    result = dict(device=dev.name, sms=dev.num_sms, date=stamp, torch=has_torch, rows=rows_out)
+    for folder in filter(None, (os.path.join(os.path.dirname(__file__), "results"), os.environ.get("OUT"))):
+        with open(os.path.join(folder, f"grouped-{stamp}.json"), "w") as f:
+            json.dump(result, f, indent=1)
+
+    print(f"\nGrouped FP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, median of {args.reps}, "
+          "L2 flushed, TFLOPS of useful work")
+    print(f"{'layout':>10} {'G':>3} {'rows':>5} {'+-':>4} {'N':>5} {'K':>5} | {'ours':>5} {'dense':>5} "
+          f"{'padded':>6} {'cuBLAS':>6} | {'/dense':>6} {'/padded':>7} {'/cuBLAS':>7} {'DG(H200)':>8}")
+    for r in rows_out:
+        o = r["ours_tflops"]
+        d, p, c = r.get("dense_tflops"), r.get("padded_tflops"), r.get("cublas_loop_tflops")
+        f = lambda v: f"{v:6.0f}" if v else "     -"  # noqa: E731
+        q = lambda v: f"{o / v:7.2f}" if v else "      -"  # noqa: E731
+        print(f"{r['kind']:>10} {r['groups']:>3} {r['rows']:>5} {r.get('spread', 0):>4.1f} {r['n']:>5} "
+              f"{r['k']:>5} | {o:5.0f} {f(d)[1:]} {f(p)} {f(c)} | {q(d)[1:]} {q(p)} {q(c)} "
+              f"{r['deepgemm_h200']:8.0f}")
+
+
+def cublas_loop_ms(torch, timer, A, B, SB, sizes, K, N, reps) -> float:
+    """A loop of per-expert cuBLAS blockwise calls over the same rows."""
+    tA = torch.utils.dlpack.from_dlpack(A).view(torch.float8_e4m3fn)
+    tB = torch.utils.dlpack.from_dlpack(B).view(torch.float8_e4m3fn)
+    tSB = torch.utils.dlpack.from_dlpack(SB)
+    kg = math.ceil(K / 128)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    parts = []
+    for g, (s, m) in enumerate(zip(starts, sizes)):
+        sfa_t = torch.rand((kg, int(m)), device="cuda", dtype=torch.float32) / 448 + 1e-3
+        parts.append((tA[s:s + m], tB[g], sfa_t, tSB[g].contiguous()))
+
+    def run():
+        for a, b, sfa_t, sfb in parts:
+            torch._scaled_mm(a, b.t(), scale_a=sfa_t.t(), scale_b=sfb.t(), out_dtype=torch.bfloat16)
+
+    return timer.median_ms(run, reps)
+
+
+if __name__ == "__main__":
+    main()

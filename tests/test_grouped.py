@@ -1,0 +1,257 @@
+"""M-grouped GEMMs: validation on any machine; numerics against the numpy reference on the GPU."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fp8gemm_core as fg
+from fp8gemm_core import reference as ref
+from fp8gemm_core.arrays import DeviceArray
+
+from gpu_support import requires_gpu
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F32 = np.dtype(np.float32)
+
+
+def _rng():
+    seed = np.random.SeedSequence().entropy % 2**32
+    return np.random.default_rng(seed), seed
+
+
+def to_dev(x):
+    return DeviceArray.from_numpy(np.ascontiguousarray(x), device=0, stream=0)
+
+
+def quantized_a(rng, rows, k):
+    return ref.per_token_cast_to_fp8(rng.standard_normal((rows, k), dtype=np.float32))
+
+
+def quantized_b(rng, groups, n, k):
+    b8, sfb = zip(*(ref.per_block_cast_to_fp8(rng.standard_normal((n, k), dtype=np.float32))
+                    for _ in range(groups)))
+    return np.stack(b8), np.stack(sfb)
+
+
+def group_sizes(rng, groups, mean, *, empty=0, ones=0):
+    """Sizes 0.7x-1.3x of the mean, then some groups emptied and some set to one row."""
+    sizes = rng.integers(int(0.7 * mean), int(1.3 * mean) + 1, size=groups)
+    picks = rng.permutation(groups)
+    sizes[picks[:empty]] = 0
+    sizes[picks[empty:empty + ones]] = 1
+    return sizes
+
+
+def rel_err(x, y):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
+
+
+def check_rows(got, a8, sfa, b8_g, sfb_g, out_dtype, seed):
+    want = ref.fp8_gemm_nt(a8, sfa, b8_g, sfb_g, out_dtype=np.float32)
+    got = np.asarray(got).astype(np.float32)
+    assert not np.isnan(got).any(), f"rows of a group left unwritten (seed {seed})"
+    bound = 2.0**-8 if out_dtype == BF16 else 5e-4
+    err = rel_err(got, want)
+    assert err < bound, f"relative error {err:.3g} >= {bound} (seed {seed})"
+
+
+# --------------------------------------------------------------------------- validation (CPU)
+
+
+def _host_operands(groups=3, m=40, n=256, k=256):
+    rng = np.random.default_rng(0)
+    a8, sfa = quantized_a(rng, m, k)
+    b8, sfb = quantized_b(rng, groups, n, k)
+    return a8, sfa, b8, sfb
+
+
+def test_contiguous_needs_exactly_one_group_form():
+    a8, sfa, b8, sfb = _host_operands()
+    idx = np.zeros(40, np.int32)
+    with pytest.raises(ValueError, match="m_indices, offsets: expected exactly one of them, got neither"):
+        fg.m_grouped_fp8_gemm_nt_contiguous((a8, sfa), (b8, sfb))
+    with pytest.raises(ValueError, match="got both"):
+        fg.m_grouped_fp8_gemm_nt_contiguous((a8, sfa), (b8, sfb), None, idx, offsets=np.zeros(3, np.int32))
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("k", r"b\[0\]: expected K = 256"),
+    ("sfb_groups", r"b\[1\]"),
+    ("indices_len", "m_indices"),
+    ("indices_dtype", "m_indices"),
+    ("offsets_len", "offsets"),
+    ("b_2d", r"b\[0\]: expected a 3-D \[G, N, K\]"),
+])
+def test_contiguous_rejects(bad, match):
+    a8, sfa, b8, sfb = _host_operands()
+    kwargs = {}
+    idx = np.zeros(40, np.int32)
+    if bad == "k":
+        b8 = np.ascontiguousarray(b8[:, :, :128])
+    elif bad == "sfb_groups":
+        sfb = sfb[:2]
+    elif bad == "indices_len":
+        idx = np.zeros(39, np.int32)
+    elif bad == "indices_dtype":
+        idx = np.zeros(40, np.int64)
+    elif bad == "offsets_len":
+        idx, kwargs = None, {"offsets": np.array([10, 20], np.int32)}
+    elif bad == "b_2d":
+        b8 = b8[0]
+    with pytest.raises((ValueError, TypeError), match=match):
+        fg.m_grouped_fp8_gemm_nt_contiguous((a8, sfa), (b8, sfb), None, idx, **kwargs)
+
+
+def test_masked_rejects():
+    rng = np.random.default_rng(1)
+    G, max_m, n, k = 3, 16, 256, 256
+    a8, sfa = quantized_a(rng, G * max_m, k)
+    a8, sfa = a8.reshape(G, max_m, k), sfa.reshape(G, max_m, -1)
+    b8, sfb = quantized_b(rng, G, n, k)
+    mm = np.full(G, 5, np.int32)
+    with pytest.raises(ValueError, match="expected_m: expected a positive int, got 0"):
+        fg.m_grouped_fp8_gemm_nt_masked((a8, sfa), (b8, sfb), None, mm, 0)
+    with pytest.raises(ValueError, match=r"a\[0\]: expected a 3-D"):
+        fg.m_grouped_fp8_gemm_nt_masked((a8[0], sfa[0]), (b8, sfb), None, mm, 4)
+    with pytest.raises(ValueError, match=r"b\[0\]: expected 3 groups"):
+        fg.m_grouped_fp8_gemm_nt_masked((a8, sfa), (b8[:2], sfb[:2]), None, mm, 4)
+    with pytest.raises(ValueError, match="masked_m"):
+        fg.m_grouped_fp8_gemm_nt_masked((a8, sfa), (b8, sfb), None, mm[:2], 4)
+    wide = np.zeros((G, max_m + 1, k), a8.dtype)
+    with pytest.raises(ValueError, match=r"a\[0\]: expected groups evenly spaced"):
+        fg.m_grouped_fp8_gemm_nt_masked((wide[:, :max_m], sfa), (b8, sfb), None, mm, 4)
+    with pytest.raises(TypeError, match="device arrays only"):
+        fg.m_grouped_fp8_gemm_nt_masked((a8, sfa), (b8, sfb), None, mm, 4)
+
+
+def test_alignment_helper():
+    assert fg.get_m_alignment_for_contiguous_layout() == 128
+
+
+# --------------------------------------------------------------------------- numerics (GPU)
+
+
+def padded_layout(sizes, align):
+    """m_indices for groups padded to `align` rows (-1 in the padding) and each group's rows."""
+    idx, rows, r = [], [], 0
+    for g, m in enumerate(sizes):
+        padded = -(-m // align) * align
+        idx += [g] * m + [-1] * (padded - m)
+        rows.append(np.arange(r, r + m))
+        r += padded
+    return np.array(idx, np.int32), rows
+
+
+@requires_gpu
+@pytest.mark.parametrize("groups, mean, n, k, out_dtype", [
+    (4, 300, 4096, 1024, BF16), (8, 100, 2048, 512, F32), (64, 40, 512, 256, BF16)])
+def test_contiguous_m_indices(groups, mean, n, k, out_dtype):
+    rng, seed = _rng()
+    sizes = group_sizes(rng, groups, mean, empty=1, ones=1)
+    idx, rows = padded_layout(sizes, fg.get_m_alignment_for_contiguous_layout())
+    a8, sfa = quantized_a(rng, idx.size, k)
+    b8, sfb = quantized_b(rng, groups, n, k)
+    out = to_dev(np.full((idx.size, n), np.nan, out_dtype))
+    res = fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)),
+                                              out, to_dev(idx))
+    assert res is out
+    got = out.to_numpy()
+    for g, r in enumerate(rows):
+        if r.size:
+            check_rows(got[r], a8[r], sfa[r], b8[g], sfb[g], out_dtype, seed)
+    assert np.isnan(got[idx < 0].astype(np.float32)).all(), "padding rows were written"
+
+
+@requires_gpu
+@pytest.mark.parametrize("groups, mean", [(1, 1000), (5, 77), (37, 20), (256, 9)])
+def test_contiguous_offsets_unaligned(groups, mean):
+    rng, seed = _rng()
+    n, k = 768, 512
+    sizes = group_sizes(rng, groups, mean, empty=min(2, groups - 1), ones=min(2, groups - 1))
+    ends = np.cumsum(sizes).astype(np.int32)
+    m = int(ends[-1]) + 3  # three trailing rows in no group: left untouched
+    a8, sfa = quantized_a(rng, m, k)
+    b8, sfb = quantized_b(rng, groups, n, k)
+    out = to_dev(np.full((m, n), np.nan, BF16))
+    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                                        offsets=to_dev(ends))
+    got = out.to_numpy()
+    starts = np.concatenate([[0], ends[:-1]])
+    for g in range(groups):
+        r = np.arange(starts[g], ends[g])
+        if r.size:
+            check_rows(got[r], a8[r], sfa[r], b8[g], sfb[g], BF16, seed)
+    assert np.isnan(got[ends[-1]:].astype(np.float32)).all(), "rows past the last group were written"
+
+
+@requires_gpu
+def test_contiguous_allocated_output_is_zero_outside_groups():
+    rng, seed = _rng()
+    groups, n, k = 3, 256, 256
+    idx, rows = padded_layout([5, 0, 130], 128)
+    a8, sfa = quantized_a(rng, idx.size, k)
+    b8, sfb = quantized_b(rng, groups, n, k)
+    got = fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)),
+                                              None, to_dev(idx), out_dtype="fp32").to_numpy()
+    want = ref.m_grouped_fp8_gemm_nt_contiguous(a8, sfa, b8, sfb, idx, out_dtype=np.float32)
+    assert rel_err(got, want) < 5e-4, f"seed {seed}"
+    assert not got[idx < 0].any()
+
+
+def masked_operands(rng, groups, max_m, n, k):
+    a8, sfa = quantized_a(rng, groups * max_m, k)
+    b8, sfb = quantized_b(rng, groups, n, k)
+    return a8.reshape(groups, max_m, k), sfa.reshape(groups, max_m, -1), b8, sfb
+
+
+def check_masked(got, a8, sfa, b8, sfb, masked, out_dtype, seed):
+    for g, m in enumerate(masked):
+        if m:
+            check_rows(got[g, :m], a8[g, :m], sfa[g, :m], b8[g], sfb[g], out_dtype, seed)
+        assert np.isnan(got[g, m:].astype(np.float32)).all(), f"group {g}: rows past masked_m written"
+
+
+@requires_gpu
+@pytest.mark.parametrize("groups, max_m, n, k, out_dtype", [
+    (8, 256, 4096, 1024, BF16), (32, 64, 1024, 512, F32), (256, 16, 256, 256, BF16)])
+def test_masked(groups, max_m, n, k, out_dtype):
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
+    masked = rng.integers(0, max_m + 1, size=groups).astype(np.int32)
+    masked[0], masked[-1] = 0, max_m
+    out = to_dev(np.full((groups, max_m, n), np.nan, out_dtype))
+    fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                                    to_dev(masked), expected_m=max(1, max_m // 2))
+    check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, out_dtype, seed)
+
+
+@requires_gpu
+def test_masked_graph_replay_with_changing_counts():
+    torch = pytest.importorskip("torch")
+    rng, seed = _rng()
+    groups, max_m, n, k = 6, 128, 1024, 512
+    a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
+    dev = torch.device("cuda", 0)
+    ta = torch.from_numpy(a8.view(np.uint8)).to(dev).view(torch.float8_e4m3fn)
+    tb = torch.from_numpy(b8.view(np.uint8)).to(dev).view(torch.float8_e4m3fn)
+    tsfa, tsfb = torch.from_numpy(sfa).to(dev), torch.from_numpy(sfb).to(dev)
+    counts = torch.zeros(groups, dtype=torch.int32, device=dev)
+    out = torch.empty((groups, max_m, n), dtype=torch.bfloat16, device=dev)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):  # compile and plan outside the capture
+        fg.m_grouped_fp8_gemm_nt_masked((ta, tsfa), (tb, tsfb), out, counts, 64, stream=stream)
+    stream.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        fg.m_grouped_fp8_gemm_nt_masked((ta, tsfa), (tb, tsfb), out, counts, 64, stream=stream)
+    for _ in range(3):
+        masked = rng.integers(0, max_m + 1, size=groups).astype(np.int32)
+        counts.copy_(torch.from_numpy(masked))
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        got = out.float().cpu().numpy()
+        check_masked(got, a8, sfa, b8, sfb, masked, BF16, seed)
