@@ -1,0 +1,36 @@
+"""Tile heuristics: every configuration they pick fits the hardware (CPU only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fp8gemm_core import heuristics as h
+
+SHAPES = [(m, n, k) for m in (1, 64, 100, 128, 1000, 4096, 8192)
+          for n, k in [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (256, 128)]]
+
+
+@pytest.mark.parametrize("staged", [0, 2, 4])
+@pytest.mark.parametrize("ring", [0, 16])
+def test_configs_fit_shared_memory(staged, ring, monkeypatch):
+    monkeypatch.setattr(h, "SCALE_RING", ring)
+    for m, n, k in SHAPES:
+        cfg = h.choose_gemm_config(m, n, k, 132, staged)
+        assert cfg.stages >= 2, (m, n, k, cfg)
+        assert cfg.smem_bytes <= h.SMEM_LIMIT, (m, n, k, cfg)
+        # One more stage would not fit (or the cap is reached): the depth uses the room there is.
+        deeper = h.GemmConfig(**{**cfg.__dict__, "stages": cfg.stages + 1})
+        assert cfg.stages == h.MAX_STAGES or deeper.smem_bytes > h.SMEM_LIMIT, (m, n, k, cfg)
+        assert cfg.scale_ring == ring and cfg.staged_out_bytes == staged
+
+
+def test_tiles_cover_the_grid():
+    for m, n, k in SHAPES:
+        cfg = h.choose_gemm_config(m, n, k, 132)
+        assert cfg.num_sms % cfg.cluster_m == 0 and 1 <= cfg.num_sms <= 132
+        assert cfg.block_n in h.candidate_block_ns()
+
+
+def test_set_num_sms_validates():
+    with pytest.raises(ValueError, match="num_sms: expected a positive int or None, got 0"):
+        h.set_num_sms(0)
