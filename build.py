@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from fp8gemm_core import driver, gemm, jit
+from fp8gemm_core import driver, gemm, jit, quant
 from fp8gemm_core.heuristics import effective_num_sms
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = []
     if args.all:
-        specs = gemm.gemm_kernel_configs()
+        specs = gemm.gemm_kernel_configs() + quant.quant_kernel_configs()
     for triple in filter(None, args.shapes.split(";")):
         m, n, k = (int(v) for v in triple.split(","))
         specs.append(gemm.default_kernel_spec(m, n, k, _num_sms(args.num_sms), args.out_dtype == "fp32"))

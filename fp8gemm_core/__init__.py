@@ -13,11 +13,13 @@ from .gemm import fp8_gemm_nt
 from .grouped import (get_m_alignment_for_contiguous_layout, m_grouped_fp8_gemm_nt_contiguous,
                       m_grouped_fp8_gemm_nt_masked)
 from .heuristics import get_num_sms, set_num_sms
+from .quant import per_block_cast_to_fp8, per_token_cast_to_fp8
 
 __version__ = "0.1.0"
 
 __all__ = [
     "fp8_gemm_nt", "m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm_nt_masked",
-    "get_m_alignment_for_contiguous_layout", "set_num_sms", "get_num_sms", "DeviceArray", "reference", "is_available",
+    "get_m_alignment_for_contiguous_layout", "per_token_cast_to_fp8", "per_block_cast_to_fp8",
+    "set_num_sms", "get_num_sms", "DeviceArray", "reference", "is_available",
     "CudaError", "CudaUnavailableError", "UnsupportedDeviceError", "__version__",
 ]

@@ -263,6 +263,15 @@ def memset_d32(ptr: int, value: int, count: int, stream: int) -> None:
     call(cu.cuMemsetD32Async, ptr, value, count, stream)
 
 
+def memset_d8(ptr: int, value: int, count: int, stream: int) -> None:
+    """Set ``count`` bytes at ``ptr`` to ``value``, in stream order."""
+    call(cu.cuMemsetD8Async, ptr, value, count, stream)
+
+
+def memcpy_dtod(dst: int, src: int, nbytes: int, stream: int) -> None:
+    call(cu.cuMemcpyDtoDAsync, dst, src, nbytes, stream)
+
+
 def memcpy_htod(dst: int, src_host: int, nbytes: int, stream: int) -> None:
     call(cu.cuMemcpyHtoDAsync, dst, src_host, nbytes, stream)
 
