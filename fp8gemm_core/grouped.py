@@ -117,7 +117,7 @@ def m_grouped_fp8_gemm_nt_contiguous(a: tuple[Any, Any], b: tuple[Any, Any], out
         else:
             starts, ends = 0, IDX.ptr
         _launch(device, s, A, SA, (SA.strides[0], SA.strides[1], 0), B, SB, O, odt,
-                rows=M, m_hint=M, groups=(starts, ends, 0, 0, G))
+                rows=M, m_hint=-(-M // G), groups=(starts, ends, 0, 0, G))
     del scratch  # freed in stream order, after the GEMM
     return out
 
@@ -173,7 +173,7 @@ def m_grouped_fp8_gemm_nt_masked(a: tuple[Any, Any], b: tuple[Any, Any], out: An
     _check_output(O2, "out")
     with device.activate():
         _launch(device, s, A2, SA, (SA.strides[1], SA.strides[2], SA.strides[0]), B, SB, O2, odt,
-                rows=G * max_m, m_hint=G * min(int(expected_m), max_m),
+                rows=G * max_m, m_hint=min(int(expected_m), max_m),
                 groups=(0, 0, MM.ptr, max_m, G))
     return out
 
@@ -268,17 +268,17 @@ def _group_rows_from_indices(IDX, num_groups: int, device: driver.Device, stream
 def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_hint: int,
             groups) -> None:
     """Plan (cached per shape) and launch the grouped kernel. ``A`` and ``O`` are the 2-D
-    [rows, K] / [rows, N] views; ``sfa_strides`` = (per row, per K block, per group)."""
+    [rows, K] / [rows, N] views; ``sfa_strides`` = (per row, per K block, per group);
+    ``m_hint``: the typical rows of one group."""
     G, N, K = B.shape
     staged = _staged_out_bytes(O.strides[0], odt.itemsize, O.ptr % 16 == 0)
     num_sms = effective_num_sms(device.num_sms)
-    key = (m_hint, N, K, odt == F32, staged, device.ordinal, num_sms)
+    key = (m_hint, G, N, K, odt == F32, staged, device.ordinal, num_sms)
     plan = _plans.get(key)
     if plan is None:
-        cfg = choose_gemm_config(max(m_hint, 1), N, K, num_sms, staged)
-        # No CTA pairs (a pair's tiles could belong to different groups); the grid is
-        # every SM, since the tile count is only known on the device.
-        cfg = dataclasses.replace(cfg, cluster_m=1, num_sms=num_sms)
+        cfg = choose_gemm_config(max(m_hint, 1), N, K, num_sms, staged, num_groups=max(G, 1))
+        # The grid is every SM: the tile count is only known on the device.
+        cfg = dataclasses.replace(cfg, num_sms=num_sms)
         source, name, prelude = _kernel_spec(cfg, odt == F32, 0, grouped=True)
         kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                                 device=device, max_dynamic_smem=cfg.smem_bytes)

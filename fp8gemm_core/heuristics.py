@@ -88,18 +88,28 @@ def _cluster_m(m_blocks: int, num_sms: int) -> int:
     return 2 if num_sms % 2 == 0 and (m_blocks % 2 == 0 or m_blocks >= 8) else 1
 
 
-def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: int = 0) -> GemmConfig:
+def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: int = 0,
+                       num_groups: int = 1) -> GemmConfig:
     """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs.
 
     ``staged_out_bytes``: the output element size when the epilogue goes through shared
     memory and a TMA store (it takes room from the pipeline stages), else 0.
+    ``num_groups``: a grouped GEMM of that many groups of about ``m`` rows each (each
+    group is tiled on its own, and no CTA pairs are used).
     """
     block_ms = [64] if m <= 64 else [64, 128]
+
+    def cluster(m_blocks: int) -> int:
+        return _cluster_m(m_blocks, num_sms) if num_groups == 1 else 1
+
+    def count_tiles(bm: int, bn: int) -> int:
+        cm = cluster(math.ceil(m / bm))
+        return num_groups * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
+
     best, best_key = None, None
     for bm in block_ms:
-        cm = _cluster_m(math.ceil(m / bm), num_sms)
         for bn in candidate_block_ns():
-            tiles = math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
+            tiles = count_tiles(bm, bn)
             waves = math.ceil(tiles / num_sms)
             last_wave_fill = tiles / (waves * num_sms)
             # Fewest waves, then fullest last wave, then the largest tile area;
@@ -108,11 +118,10 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             if best_key is None or key < best_key:
                 best, best_key = (bm, bn), key
     bm, bn = best
-    cm = _cluster_m(math.ceil(m / bm), num_sms)
+    cm = cluster(math.ceil(m / bm))
     n_blocks = math.ceil(n / bn)
-    tiles = math.ceil(math.ceil(m / bm) / cm) * cm * n_blocks
     return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes, SCALE_RING),
-                      group_n=min(GROUP_N, n_blocks), num_sms=min(num_sms, tiles) // cm * cm,
+                      group_n=min(GROUP_N, n_blocks), num_sms=min(num_sms, count_tiles(bm, bn)) // cm * cm,
                       cluster_m=cm, overlap=uses_overlap(bm, bn), staged_out_bytes=staged_out_bytes,
                       scale_ring=SCALE_RING)
 

@@ -34,3 +34,12 @@ def test_tiles_cover_the_grid():
 def test_set_num_sms_validates():
     with pytest.raises(ValueError, match="num_sms: expected a positive int or None, got 0"):
         h.set_num_sms(0)
+
+
+def test_grouped_configs_use_no_cta_pairs_and_count_group_tiles():
+    for groups, m in [(4, 8192), (8, 64), (256, 9)]:
+        cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups)
+        assert cfg.cluster_m == 1
+        assert cfg.smem_bytes <= h.SMEM_LIMIT
+    # 8 groups of 64 rows: 64-row tiles (128-row ones would be half empty in every group).
+    assert h.choose_gemm_config(64, 4096, 7168, 132, 2, num_groups=8).block_m == 64
