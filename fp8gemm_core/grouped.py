@@ -94,6 +94,8 @@ def m_grouped_fp8_gemm_nt_contiguous(a: tuple[Any, Any], b: tuple[Any, Any], out
         raise ValueError(f"a[0]: expected a 2-D [M, K] array, got shape {A.shape}")
     M, K = A.shape
     G, N = _check_b(B, SB, K)
+    if A.size:
+        arrays.check_tma_compatible(A, "a[0]")
     arrays.check_shape(SA, "a[1]", (M, -(-K // 128)))
     arrays.check_dtype(SA, "a[1]", F32)
     _check_int_vector(IDX, group_arg[0], M if m_indices is not None else G)
@@ -157,6 +159,8 @@ def m_grouped_fp8_gemm_nt_masked(a: tuple[Any, Any], b: tuple[Any, Any], out: An
     arrays.check_dtype(SA, "a[1]", F32)
     _check_int_vector(MM, "masked_m", G)
     _check_evenly_spaced(A, "a[0]")
+    if A.size:
+        arrays.check_tma_compatible(A, "a[0]")
     odt = _out_dtype(O, out_dtype)
     if O is not None:
         arrays.check_shape(O, "out", (G, max_m, N))
@@ -203,6 +207,8 @@ def _check_b(B, SB, K: int) -> tuple[int, int]:
     if K % 16:
         raise ValueError(f"a[0]: this kernel needs K a multiple of 16 (TMA row alignment), got K = {K}")
     _check_evenly_spaced(B, "b[0]")
+    if B.size:
+        arrays.check_tma_compatible(B, "b[0]")
     return G, N
 
 
