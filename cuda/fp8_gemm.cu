@@ -278,29 +278,32 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     // __launch_bounds__): 128 x 56 + 256 x 224 = 168 x 384. Asking for more blocks forever.
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
     if (warp == 0) {
-      // The whole warp walks the tiles (the grouped walk needs all lanes); one lane issues.
+      // One lane issues. The grouped walk is warp-cooperative, so there the whole warp
+      // walks the tiles with it; the dense walk is per thread and the other lanes leave.
       const bool leader = ptx::elect_one();
-      u32 it = 0;
-      auto tiles = walker();
-      for (Tile tile; tiles.next(tile);) {
-        if (leader) {
-          for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
-            const u32 s = it % STAGES, round = it / STAGES;
-            ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
-            // TMA counts the whole box, out-of-bounds zero fill included.
-            ptx::mbar_arrive_expect_tx(&full[s], kTileBytesA + kTileBytesB);
-            ptx::tma_load_2d(smem_a + s * kTileBytesA, &tmap_a, &full[s], kb * kBlockK, tile.m0);
-            u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
-            const i32 row_b = tile.group * N + tile.n0 + rank * kSliceRowsB;
-            if constexpr (CLUSTER_M > 1) {
-              ptx::tma_load_2d_multicast(slice, &tmap_b, &full[s], kb * kBlockK, row_b,
-                                         (1u << CLUSTER_M) - 1);
-            } else {
-              ptx::tma_load_2d(slice, &tmap_b, &full[s], kb * kBlockK, row_b);
+      if (kGrouped || leader) {
+        u32 it = 0;
+        auto tiles = walker();
+        for (Tile tile; tiles.next(tile);) {
+          if (leader) {
+            for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+              const u32 s = it % STAGES, round = it / STAGES;
+              ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
+              // TMA counts the whole box, out-of-bounds zero fill included.
+              ptx::mbar_arrive_expect_tx(&full[s], kTileBytesA + kTileBytesB);
+              ptx::tma_load_2d(smem_a + s * kTileBytesA, &tmap_a, &full[s], kb * kBlockK, tile.m0);
+              u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
+              const i32 row_b = tile.group * N + tile.n0 + rank * kSliceRowsB;
+              if constexpr (CLUSTER_M > 1) {
+                ptx::tma_load_2d_multicast(slice, &tmap_b, &full[s], kb * kBlockK, row_b,
+                                           (1u << CLUSTER_M) - 1);
+              } else {
+                ptx::tma_load_2d(slice, &tmap_b, &full[s], kb * kBlockK, row_b);
+              }
             }
           }
+          if constexpr (bool(kGrouped)) __syncwarp();
         }
-        __syncwarp();
       }
     } else if (warp == 1) {
       // Scale loader: the stage's scales go global -> shared with cp.async, so their
