@@ -218,7 +218,10 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
 
   extern __shared__ u8 smem_raw[];
-  u8* smem = reinterpret_cast<u8*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
+  // Aligned to 1024 bytes (the 128-byte swizzle atom) by offsetting the __shared__ array
+  // itself: going through an integer would hide the address space, and every access would
+  // compile to a generic LD/ST instead of LDS/STS.
+  u8* smem = smem_raw + ((1024 - (ptx::smem_addr(smem_raw) & 1023)) & 1023);
   u8* smem_a = smem;
   u8* smem_b = smem + STAGES * kTileBytesA;
   // The output tile, in column slabs of 32 bytes x 64 rows (one TMA store box each,

@@ -11,7 +11,7 @@ tma_copy(const __grid_constant__ TmaDescriptor src, const __grid_constant__ TmaD
          i32 box0, i32 box1, i32 box2, u32 box_bytes) {
   extern __shared__ u8 smem_raw[];
   // Swizzled boxes need 1024-byte aligned shared memory; the host adds the slack.
-  u8* tile = reinterpret_cast<u8*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
+  u8* tile = smem_raw + ((1024 - (ptx::smem_addr(smem_raw) & 1023)) & 1023);  // keeps the address space
   u64* bar = reinterpret_cast<u64*>(tile + ((box_bytes + 15) & ~15u));
 
   const i32 c0 = blockIdx.x * box0, c1 = blockIdx.y * box1, c2 = blockIdx.z * box2;
