@@ -150,28 +150,68 @@ class _ContextScope:
 
     Frameworks read the current context to decide the current device, so leaving
     ours behind would silently move the caller's next allocation to another GPU.
+    On every launch's path: the get/set go through ctypes where libcuda loads
+    (plain integers, no per-call binding objects), else through ``cuda.bindings``.
     """
 
     __slots__ = ("ctx", "prev")
+    _NOTHING = -1  # prev when nothing needs restoring (0 is a valid "no context")
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.prev = None
+        self.prev = self._NOTHING
 
     def __enter__(self):
+        fns = _c_context_functions()
+        if fns is not None:
+            get_current, set_current = fns
+            cur = ctypes.c_void_p()
+            err = get_current(ctypes.byref(cur))
+            if err:
+                raise CudaError("cuCtxGetCurrent", cu.CUresult(err))
+            want = int(self.ctx)
+            if (cur.value or 0) != want:
+                err = set_current(want)
+                if err:
+                    raise CudaError("cuCtxSetCurrent", cu.CUresult(err))
+                self.prev = cur.value or 0
+            return self
         err, cur = cu.cuCtxGetCurrent()
         if err != _SUCCESS:
             raise CudaError("cuCtxGetCurrent", err)
         if int(cur) != int(self.ctx):
             call(cu.cuCtxSetCurrent, self.ctx)
-            self.prev = cur
+            self.prev = int(cur)
         return self
 
     def __exit__(self, *exc):
-        if self.prev is not None:
-            cu.cuCtxSetCurrent(self.prev)
-            self.prev = None
+        if self.prev != self._NOTHING:
+            fns = _c_context_functions()
+            if fns is not None:
+                fns[1](self.prev)
+            else:
+                cu.cuCtxSetCurrent(cu.CUcontext(self.prev))
+            self.prev = self._NOTHING
         return False
+
+
+_context_functions_c: Any = None
+
+
+def _c_context_functions():
+    """libcuda's (cuCtxGetCurrent, cuCtxSetCurrent) through ctypes, or None."""
+    global _context_functions_c
+    if _context_functions_c is None:
+        try:
+            lib = ctypes.CDLL("libcuda.so.1")
+            get_current, set_current = lib.cuCtxGetCurrent, lib.cuCtxSetCurrent
+            get_current.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+            set_current.argtypes = [ctypes.c_void_p]
+            get_current.restype = set_current.restype = ctypes.c_int
+            _context_functions_c = (get_current, set_current)
+        except (OSError, AttributeError):
+            _context_functions_c = False
+    return _context_functions_c or None
 
 
 _devices: dict[int, Device] = {}
