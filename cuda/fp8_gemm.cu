@@ -378,22 +378,11 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #pragma unroll
     for (int i = 0; i < BLOCK_N / 2; ++i) acc[i] = 0.f;
 
-    // Wait for pipeline step `step`'s stage, read its scales for this thread's rows and
-    // the tile's B block(s) into sc, and issue its four wgmma into p (not waited).
+    // Wait for pipeline step `step`'s stage, issue its four wgmma into p (not waited), and
+    // read its scales for this thread's rows and the tile's B block(s) into sc.
     auto issue = [&](float (&p)[BLOCK_N / 2], u32 step, float (&sc)[4]) {
       const u32 s = step % STAGES;
       ptx::mbar_wait(&full[s], (step / STAGES) & 1);
-      const u32 slot = kScaleRing ? step % kScaleSlots : s;
-      if constexpr (kScaleRing) ptx::mbar_wait(&scale_full[slot], (step / kScaleSlots) & 1);
-      const float* scales = smem_scales + slot * kScaleStride;
-      sc[0] = scales[row_in_tile];
-      sc[1] = scales[row_in_tile + 8];
-      sc[2] = scales[BLOCK_M];
-      sc[3] = scales[BLOCK_M + 1];
-      if constexpr (kScaleRing) {  // the slot is free once every lane holds its scales
-        __syncwarp();
-        if (lane == 0) ptx::mbar_arrive(&scale_empty[slot]);
-      }
       const u64 desc_a = ptx::smem_desc_sw128(smem_a + s * kTileBytesA + wg * 64 * kBlockK);
       const u64 desc_b = ptx::smem_desc_sw128(smem_b + s * kTileBytesB);
 #pragma unroll
@@ -409,6 +398,19 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #endif
       ptx::wgmma_commit();
       if constexpr (kPingPong) ptx::bar_arrive(2 - wg, kTurnThreads);  // the other's turn
+      // The scales are only needed to promote: read them once the wgmma are on their way,
+      // so the wait for the loads cannot delay the issue.
+      const u32 slot = kScaleRing ? step % kScaleSlots : s;
+      if constexpr (kScaleRing) ptx::mbar_wait(&scale_full[slot], (step / kScaleSlots) & 1);
+      const float* scales = smem_scales + slot * kScaleStride;
+      sc[0] = scales[row_in_tile];
+      sc[1] = scales[row_in_tile + 8];
+      sc[2] = scales[BLOCK_M];
+      sc[3] = scales[BLOCK_M + 1];
+      if constexpr (kScaleRing) {  // the slot is free once every lane holds its scales
+        __syncwarp();
+        if (lane == 0) ptx::mbar_arrive(&scale_empty[slot]);
+      }
     };
     // Once step's wgmma are complete: release its stage, promote p into acc.
     auto retire = [&](float (&p)[BLOCK_N / 2], u32 step, const float (&sc)[4]) {
