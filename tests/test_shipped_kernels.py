@@ -1,5 +1,5 @@
 """Every kernel configuration the library can launch compiles for sm_90a with no
-register spills and no local memory (compile-only: runs without a GPU)."""
+register spills, no local memory and no serialized wgmma (compile-only: runs without a GPU)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,7 @@ def test_no_spills_no_local_memory(source, name, prelude):
     compiled = jit.compile_kernel(source, name, prelude=prelude)
     jit.check_no_spills(compiled)
     assert compiled.registers > 0
+    # ptxas note C7514: it made every wgmma wait for the previous one (a register of an
+    # in-flight wgmma is touched), silently costing the overlap of MMA and promotion.
+    serialized = [line for line in compiled.log.splitlines() if "C7514" in line]
+    assert not serialized, f"{name}: wgmma serialized by ptxas:\n" + "\n".join(serialized)
