@@ -130,7 +130,9 @@ def uses_overlap(block_m: int, block_n: int) -> bool:
     """Whether to promote one K block while the next one's wgmma run.
 
     Measured on an H200 (docs/perf-log.md, v4): +5-12% with 64x64 and 64x112 tiles, but
-    -10-25% with 16/32-wide tiles and -4-8% with 128x128; so only where it won.
+    -10-25% with 16/32-wide tiles and -4-8% with 128x128; so only where it won. Those
+    measurements predate v9, which stopped ptxas from serializing the overlap kernels'
+    wgmma: to be retaken (docs/STATUS.md).
     """
     return block_m == 64 and 64 <= block_n <= MAX_OVERLAP_N
 
