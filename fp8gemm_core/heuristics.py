@@ -89,22 +89,22 @@ def _cluster_m(m_blocks: int, num_sms: int) -> int:
 
 
 def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: int = 0,
-                       num_groups: int = 1) -> GemmConfig:
+                       num_groups: int | None = None) -> GemmConfig:
     """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs.
 
     ``staged_out_bytes``: the output element size when the epilogue goes through shared
     memory and a TMA store (it takes room from the pipeline stages), else 0.
-    ``num_groups``: a grouped GEMM of that many groups of about ``m`` rows each (each
-    group is tiled on its own, and no CTA pairs are used).
+    ``num_groups``: for a grouped GEMM, its number of groups of about ``m`` rows each (each
+    group is tiled on its own, and no CTA pairs are used, even for one group); None: dense.
     """
     block_ms = [64] if m <= 64 else [64, 128]
 
     def cluster(m_blocks: int) -> int:
-        return _cluster_m(m_blocks, num_sms) if num_groups == 1 else 1
+        return _cluster_m(m_blocks, num_sms) if num_groups is None else 1
 
     def count_tiles(bm: int, bn: int) -> int:
         cm = cluster(math.ceil(m / bm))
-        return num_groups * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
+        return (num_groups or 1) * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
 
     best, best_key = None, None
     for bm in block_ms:

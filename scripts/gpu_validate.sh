@@ -19,9 +19,9 @@ step() {  # step <name> <seconds> <command...>
 for what in "$@"; do
   case $what in
     tests)
-      step test_gemm 240 python3 -m pytest -q -x -p no:cacheprovider tests/test_gemm.py
-      step test_grouped 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_grouped.py
-      step test_quant 150 python3 -m pytest -q -x -p no:cacheprovider -s tests/test_quant.py ;;
+      step test_gemm 240 python3 -m pytest -q --maxfail=3 -p no:cacheprovider tests/test_gemm.py
+      step test_grouped 150 python3 -m pytest -q --maxfail=3 -p no:cacheprovider tests/test_grouped.py
+      step test_quant 150 python3 -m pytest -q --maxfail=3 -p no:cacheprovider -s tests/test_quant.py ;;
     benches)
       TAIL=24 step bench_gemm 200 python3 bench/bench_gemm.py --reps 15
       TAIL=14 step bench_grouped 150 python3 bench/bench_grouped.py

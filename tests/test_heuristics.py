@@ -37,7 +37,7 @@ def test_set_num_sms_validates():
 
 
 def test_grouped_configs_use_no_cta_pairs_and_count_group_tiles():
-    for groups, m in [(4, 8192), (8, 64), (256, 9)]:
+    for groups, m in [(1, 8192), (4, 8192), (8, 64), (256, 9)]:
         cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups)
         assert cfg.cluster_m == 1
         assert cfg.smem_bytes <= h.SMEM_LIMIT
