@@ -129,12 +129,11 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
 def uses_overlap(block_m: int, block_n: int) -> bool:
     """Whether to promote one K block while the next one's wgmma run.
 
-    Measured on an H200 (docs/perf-log.md, v4): +5-12% with 64x64 and 64x112 tiles, but
-    -10-25% with 16/32-wide tiles and -4-8% with 128x128; so only where it won. Those
-    measurements predate v9, which stopped ptxas from serializing the overlap kernels'
-    wgmma: to be retaken (docs/STATUS.md).
+    Measured on an H100 after v9 (docs/perf-log.md): +1-2% with 128x128 tiles, within
+    noise (+-2%) with 16/32-wide tiles, so it is used from 64-wide tiles up to the widest
+    whose third accumulator fits in registers.
     """
-    return block_m == 64 and 64 <= block_n <= MAX_OVERLAP_N
+    return 64 <= block_n <= MAX_OVERLAP_N
 
 
 def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0, scale_ring: int = 0) -> int:

@@ -95,6 +95,38 @@ def test_per_block_bit_exact(dtype, shape, ue8m0):
     assert_same_bits(q.to_numpy(), sf.to_numpy(), want_q, want_sf, seed)
 
 
+def _division_sweep(dtype, rng) -> np.ndarray:
+    """Rows of 128 values that exercise x / scale over the whole E4M3 range: every finite
+    bf16 value (or 2^20 random fp32 bit patterns), grouped by magnitude (so quotients
+    span [0, 448]), grouped with a half-group shift, and shuffled."""
+    if dtype == BF16:
+        bits = np.arange(1 << 16, dtype=np.uint32) << 16
+    else:
+        bits = rng.integers(0, 1 << 32, size=1 << 20, dtype=np.uint64).astype(np.uint32)
+        bits = (bits & 0x807FFFFF) | (rng.integers(60, 190, size=bits.size).astype(np.uint32) << 23)
+    v = bits.view(np.float32)
+    v = v[np.isfinite(v)]
+    v = v[np.argsort(np.abs(v), kind="stable")]
+    v = v[: v.size // 128 * 128]
+    rows = np.concatenate([v, np.roll(v, 64), rng.permutation(v)]).reshape(-1, 128)
+    return rows.astype(dtype)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float32)], ids=str)
+def test_division_matches_ieee_on_a_value_sweep(dtype):
+    # The kernels divide by the scale with a reciprocal and one FMA correction: it must
+    # give IEEE division's quotient (hence the same E4M3 byte) for every input.
+    rng, seed = _rng()
+    x = _division_sweep(dtype, rng)
+    q, sf = fg.per_token_cast_to_fp8(to_dev(x))
+    want_q, want_sf = ref.per_token_cast_to_fp8(x)
+    assert_same_bits(q.to_numpy(), token_scales_to_numpy(sf), want_q, want_sf, seed)
+    q, sf = fg.per_block_cast_to_fp8(to_dev(x))
+    want_q, want_sf = ref.per_block_cast_to_fp8(x)
+    assert_same_bits(q.to_numpy(), sf.to_numpy(), want_q, want_sf, seed)
+
+
 @requires_gpu
 def test_per_token_masked_leaves_other_rows():
     rng, seed = _rng()
