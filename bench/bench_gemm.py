@@ -44,8 +44,6 @@ def main() -> None:
                     help="A/B experiment: force cluster_m = 1 (no TMA multicast)")
     ap.add_argument("--block-n", type=int, default=0, help="A/B experiment: force BLOCK_N")
     ap.add_argument("--overlap", type=int, default=None, help="A/B experiment: force overlap 0/1")
-    ap.add_argument("--scale-ring", type=int, default=0,
-                    help="A/B experiment: give the scales their own ring of this many slots")
     args = ap.parse_args()
     from fp8gemm_core import heuristics
     if args.no_cluster:
@@ -54,7 +52,6 @@ def main() -> None:
         heuristics.candidate_block_ns = lambda: [args.block_n]
     if args.overlap is not None:
         heuristics.uses_overlap = lambda block_m, block_n: bool(args.overlap)
-    heuristics.SCALE_RING = args.scale_ring
     if not driver.is_available():
         print("bench_gemm: no CUDA GPU here; nothing to measure.")
         return
@@ -89,7 +86,7 @@ def main() -> None:
         flops = 2.0 * m * n * k
         cfg = next(p.config for key, p in gemm._plans.items() if key[:3] == (m, n, k))
         row = dict(m=m, n=n, k=k, config=f"{cfg.block_m}x{cfg.block_n}x{cfg.stages}s c{cfg.cluster_m} "
-                   f"o{int(cfg.overlap)} r{cfg.scale_ring} "
+                   f"o{int(cfg.overlap)} "
                    f"g{cfg.num_sms}", ours_ms=ms, ours_tflops=flops / ms / 1e9,
                    ours_gbps=(m * k + n * k + 2 * m * n) / ms / 1e6)
         if has_torch:

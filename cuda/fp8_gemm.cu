@@ -186,11 +186,8 @@ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 // straight from registers. kGrouped: M-grouped GEMM (see GroupRows): B is [G * N, K]
 // (group g's rows at g * N), sfa / sfb advance by sfa_stride_g / sfb_stride_g per
 // group, and sfa's row index restarts at g * group_stride (masked layout).
-// SCALE_RING: 0 = each stage's scales sit beside its A/B tiles and complete its full
-// barrier; > 0 = the scales have their own ring of that many slots and barriers, so the
-// loader can run further ahead than the A/B stages allow (experiment, see perf log).
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
-          int kTmaStore, int kGrouped, int SCALE_RING = 0>
+          int kTmaStore, int kGrouped>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
 __global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
@@ -234,13 +231,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   u8* smem_d = smem_b + STAGES * kTileBytesB;
   u64* full = reinterpret_cast<u64*>(smem_d + kTileBytesD);
   u64* empty = full + STAGES;
-  // Per scale slot: the A scales of the tile's BLOCK_M rows, then the (up to) two B scales.
-  constexpr bool kScaleRing = SCALE_RING > 0;
-  constexpr int kScaleSlots = kScaleRing ? SCALE_RING : STAGES;
+  // Per stage: the A scales of the tile's BLOCK_M rows, then the (up to) two B scales.
   constexpr int kScaleStride = BLOCK_M + 4;
-  u64* scale_full = empty + STAGES;  // (own ring only)
-  u64* scale_empty = scale_full + (kScaleRing ? SCALE_RING : 0);
-  float* smem_scales = reinterpret_cast<float*>(scale_empty + (kScaleRing ? SCALE_RING : 0));
+  float* smem_scales = reinterpret_cast<float*>(empty + STAGES);
 
   const u32 warp = ptx::warp_id_uniform();
   const u32 rank = CLUSTER_M > 1 ? ptx::cluster_ctarank() : 0;
@@ -250,15 +243,10 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     ptx::tma_prefetch_descriptor(&tmap_b);
     if constexpr (kTmaStore) ptx::tma_prefetch_descriptor(&tmap_d);
     for (int s = 0; s < STAGES; ++s) {
-      // The TMA producer's arrive (with the byte count), and one per scale-loader lane
-      // when the scales ride in the stage.
-      ptx::mbar_init(&full[s], kScaleRing ? 1 : 1 + 32);
+      // The TMA producer's arrive (with the byte count), and one per scale-loader lane.
+      ptx::mbar_init(&full[s], 1 + 32);
       // One arrival per consumer warp of every CTA that reads this stage's B slice.
       ptx::mbar_init(&empty[s], CLUSTER_M * kMathWarpgroups * 4);
-    }
-    for (int j = 0; j < (kScaleRing ? SCALE_RING : 0); ++j) {
-      ptx::mbar_init(&scale_full[j], 32);                         // the loader's lanes
-      ptx::mbar_init(&scale_empty[j], kMathWarpgroups * 4);       // this CTA's consumer warps
     }
     ptx::fence_barrier_init();
   }
@@ -324,9 +312,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         const i32 sb = min(tile.n0 / 128 + i32(lane), num_n_scale_blocks - 1);
         const float* sfb_g = sfb + i64(tile.group) * sfb_stride_g + i64(sb) * sfb_stride_n;
         for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
-          const u32 s = it % kScaleSlots, round = it / kScaleSlots;
-          u64* slot_full = kScaleRing ? &scale_full[s] : &full[s];
-          ptx::mbar_wait(kScaleRing ? &scale_empty[s] : &empty[s], (round & 1) ^ 1);
+          const u32 s = it % STAGES, round = it / STAGES;
+          ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
           float* dst = smem_scales + s * kScaleStride + lane;
           const float* src = sfa_g + i64(kb) * sfa_stride_k;
 #pragma unroll
@@ -334,7 +321,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             ptx::cp_async_4(dst + i * 32, src + i64(min(row + i * 32, last_row) - row_base) * sfa_stride_m);
           }
           if (lane < 2) ptx::cp_async_4(dst + BLOCK_M, sfb_g + i64(kb) * sfb_stride_k);
-          ptx::cp_async_mbar_arrive(slot_full);
+          ptx::cp_async_mbar_arrive(&full[s]);
         }
       }
     }
@@ -400,17 +387,11 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       if constexpr (kPingPong) ptx::bar_arrive(2 - wg, kTurnThreads);  // the other's turn
       // The scales are only needed to promote: read them once the wgmma are on their way,
       // so the wait for the loads cannot delay the issue.
-      const u32 slot = kScaleRing ? step % kScaleSlots : s;
-      if constexpr (kScaleRing) ptx::mbar_wait(&scale_full[slot], (step / kScaleSlots) & 1);
-      const float* scales = smem_scales + slot * kScaleStride;
+      const float* scales = smem_scales + s * kScaleStride;
       sc[0] = scales[row_in_tile];
       sc[1] = scales[row_in_tile + 8];
       sc[2] = scales[BLOCK_M];
       sc[3] = scales[BLOCK_M + 1];
-      if constexpr (kScaleRing) {  // the slot is free once every lane holds its scales
-        __syncwarp();
-        if (lane == 0) ptx::mbar_arrive(&scale_empty[slot]);
-      }
     };
     // Once step's wgmma are complete: release its stage, promote p into acc.
     auto retire = [&](float (&p)[BLOCK_N / 2], u32 step, const float (&sc)[4]) {

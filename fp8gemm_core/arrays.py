@@ -710,15 +710,23 @@ def _from_cupy(x, name, fp8, stream):
         dtype = _fp8_view(dtype, name)
     isz = dtype.itemsize
     bst = x.strides
-    if any(b % isz for b in bst):
-        return _from_cai(x, name, fp8, stream)
+    if len(bst) == 2:  # the common case, without a generator (this is the per-call hot path)
+        b0, b1 = bst
+        if b0 % isz or b1 % isz:
+            return _from_cai(x, name, fp8, stream)
+        strides = (b0 // isz, b1 // isz)
+    else:
+        if any(b % isz for b in bst):
+            return _from_cai(x, name, fp8, stream)
+        strides = tuple([b // isz for b in bst])
+    mem = x.data
+    device = mem.device_id  # x.device would build a Device object per call
     # CuPy's current stream is what CAI v3 would report; check it like _from_cai does.
     if stream != -1:
         cur = _cupy_current_stream()
         if cur is not None and not _same_stream(cur, stream):
-            _stream_wait(x.device.id, 1 if cur == 0 else cur, stream)
-    return ArrayInfo(x.data.ptr, x.shape, tuple([b // isz for b in bst]), dtype, x.device.id, x,
-                     False)
+            _stream_wait(device, 1 if cur == 0 else cur, stream)
+    return ArrayInfo(mem.ptr, x.shape, strides, dtype, device, x, False)
 
 
 def _cupy_current_stream() -> int | None:

@@ -55,8 +55,7 @@ _plans: dict[tuple, _Plan] = {}
 
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int, grouped: bool = False) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
-            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}, {int(grouped)}, "
-            f"{cfg.scale_ring}>")
+            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}, {int(grouped)}>")
     return "fp8_gemm.cu", name, wgmma_fp8_source(cfg.block_n)
 
 

@@ -23,7 +23,6 @@ MAX_STAGES = 24           # small tiles: deep pipelines keep enough bytes in fli
 MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
 MAX_OVERLAP_N = 128          # above this a third accumulator (for overlap) no longer fits
 GROUP_N = 16                 # N-blocks per rasterization band
-SCALE_RING = 0               # experiment: > 0 gives the scales their own ring of this many slots
 
 _num_sms_override: int | None = None
 _lock = threading.Lock()
@@ -60,7 +59,6 @@ class GemmConfig:
     cluster_m: int = 1  # 2: CTA pairs on vertically adjacent tiles share B through TMA multicast
     overlap: bool = False  # promote one K block while the next one's wgmma run (BLOCK_N <= MAX_OVERLAP_N)
     staged_out_bytes: int = 0  # bytes per output element staged in shared memory for a TMA store (0: none)
-    scale_ring: int = 0  # 0: scales ride in the A/B stages; > 0: their own ring of that many slots
 
     @property
     def threads(self) -> int:
@@ -68,8 +66,7 @@ class GemmConfig:
 
     @property
     def smem_bytes(self) -> int:
-        return (self.stages * stage_bytes(self.block_m, self.block_n, self.scale_ring)
-                + self.scale_ring * scale_slot_bytes(self.block_m)
+        return (self.stages * stage_bytes(self.block_m, self.block_n)
                 + self.block_m * self.block_n * self.staged_out_bytes + SMEM_RESERVED)
 
 
@@ -120,10 +117,9 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     bm, bn = best
     cm = cluster(math.ceil(m / bm))
     n_blocks = math.ceil(n / bn)
-    return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes, SCALE_RING),
+    return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes),
                       group_n=min(GROUP_N, n_blocks), num_sms=min(num_sms, count_tiles(bm, bn)) // cm * cm,
-                      cluster_m=cm, overlap=uses_overlap(bm, bn), staged_out_bytes=staged_out_bytes,
-                      scale_ring=SCALE_RING)
+                      cluster_m=cm, overlap=uses_overlap(bm, bn), staged_out_bytes=staged_out_bytes)
 
 
 def uses_overlap(block_m: int, block_n: int) -> bool:
@@ -136,13 +132,11 @@ def uses_overlap(block_m: int, block_n: int) -> bool:
     return 64 <= block_n <= MAX_OVERLAP_N
 
 
-def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0, scale_ring: int = 0) -> int:
-    """Pipeline depth: as many A+B stages as fit in shared memory beside the output tile
-    (``staged_out_bytes`` per element, 0 when not staged) and a separate scale ring
-    (``scale_ring`` slots, 0 when the scales ride in the stages), at most MAX_STAGES."""
-    free = (SMEM_LIMIT - SMEM_RESERVED - block_m * block_n * staged_out_bytes
-            - scale_ring * scale_slot_bytes(block_m))
-    return min(MAX_STAGES, free // stage_bytes(block_m, block_n, scale_ring))
+def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0) -> int:
+    """Pipeline depth: as many stages as fit in shared memory beside the output tile
+    (``staged_out_bytes`` per element, 0 when not staged), at most MAX_STAGES."""
+    free = SMEM_LIMIT - SMEM_RESERVED - block_m * block_n * staged_out_bytes
+    return min(MAX_STAGES, free // stage_bytes(block_m, block_n))
 
 
 def scale_slot_bytes(block_m: int) -> int:
@@ -150,8 +144,6 @@ def scale_slot_bytes(block_m: int) -> int:
     return (block_m + 4) * 4
 
 
-def stage_bytes(block_m: int, block_n: int, scale_ring: int = 0) -> int:
-    """Shared memory of one pipeline stage: the A and B tiles, and their scales unless
-    those have their own ring."""
-    tiles = (block_m + block_n) * BLOCK_K
-    return tiles if scale_ring else tiles + scale_slot_bytes(block_m)
+def stage_bytes(block_m: int, block_n: int) -> int:
+    """Shared memory of one pipeline stage: the A and B tiles and their scales."""
+    return (block_m + block_n) * BLOCK_K + scale_slot_bytes(block_m)

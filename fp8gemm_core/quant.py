@@ -88,7 +88,7 @@ def per_token_cast_to_fp8(x: Any, *, group: int = GROUP, ue8m0: bool = False, ma
         Q, SF = _read_out(out, X.shape, (*lead, M, kg), s)
     if X.size == 0:
         return result
-    vec = _vectorizable(X, Q, K)
+    vec = _vectorizable(X, Q)
     kernel = jit.get_kernel("quant.cu", f"per_token_cast<{in_kind}, {int(bool(ue8m0))}, {int(vec)}, "
                             f"{int(MM is not None)}>", device=device)
     p = driver.KernelParams(_TOKEN_PARAMS)
@@ -96,7 +96,7 @@ def per_token_cast_to_fp8(x: Any, *, group: int = GROUP, ue8m0: bool = False, ma
               _stride(SF, 0), SF.strides[-2], SF.strides[-1], G, M, K, 0 if MM is None else MM.ptr)
     for i, v in enumerate(values):
         p.set(i, v)
-    warps = G * M * -(-kg // 8)  # one warp per 8 groups of a row
+    warps = G * M * -(-kg // (256 // X.itemsize))  # one warp per 4 KiB of a row
     grid = max(1, min(-(-warps // 8), 32 * effective_num_sms(device.num_sms)))
     with device.activate():
         driver.launch_fast(int(kernel.handle), grid, 256, 0, s, p)
@@ -140,7 +140,7 @@ def per_block_cast_to_fp8(x: Any, *, block: int = GROUP, ue8m0: bool = False,
         Q, SF = _read_out(out, X.shape, (*lead, nb, kb), s)
     if X.size == 0:
         return result
-    vec = _vectorizable(X, Q, K)
+    vec = _vectorizable(X, Q)
     kernel = jit.get_kernel("quant.cu", f"per_block_cast<{in_kind}, {int(bool(ue8m0))}, {int(vec)}>",
                             device=device)
     p = driver.KernelParams(_BLOCK_PARAMS)
@@ -216,11 +216,11 @@ def _stride(A, dim: int) -> int:
     return A.strides[dim] if A.ndim == 3 else 0
 
 
-def _vectorizable(X, Q, K: int) -> bool:
-    """Whether 4-element vector loads and 4-byte stores are aligned for every row."""
-    strides = X.strides[:-1] + Q.strides[:-1]
-    return (K % 4 == 0 and all(s % 4 == 0 for s in strides) and X.ptr % (4 * X.itemsize) == 0
-            and Q.ptr % 4 == 0)
+def _vectorizable(X, Q) -> bool:
+    """Whether every row of x starts 16-byte aligned and every row of q (16 / item size)-byte
+    aligned: the kernels then load 16 bytes of x and store 16 / item size bytes per lane."""
+    e = 16 // X.itemsize
+    return all(s % e == 0 for s in X.strides[:-1] + Q.strides[:-1]) and X.ptr % 16 == 0 and Q.ptr % e == 0
 
 
 def _zero(a: DeviceArray, device, stream: int) -> None:

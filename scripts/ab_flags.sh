@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Variants by bench_gemm.py flags (heuristics experiments), alternating in two rounds:
-#   bash scripts/ab_flags.sh "M,N,K;..." "" "--scale-ring 16" "--overlap 1" ...   ("" = as shipped)
+#   bash scripts/ab_flags.sh "M,N,K;..." "" "--block-n 128" "--overlap 1" ...   ("" = as shipped)
 shapes=$1; shift
 for round in 1 2; do
   for flags in "$@"; do
