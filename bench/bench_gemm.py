@@ -42,12 +42,15 @@ def main() -> None:
     ap.add_argument("--shapes", type=str, default="", help="M,N,K;M,N,K;...")
     ap.add_argument("--no-cluster", action="store_true",
                     help="A/B experiment: force cluster_m = 1 (no TMA multicast)")
+    ap.add_argument("--block-m", type=int, default=0, help="A/B experiment: force BLOCK_M (64/128)")
     ap.add_argument("--block-n", type=int, default=0, help="A/B experiment: force BLOCK_N")
     ap.add_argument("--overlap", type=int, default=None, help="A/B experiment: force overlap 0/1")
     args = ap.parse_args()
     from fp8gemm_core import heuristics
     if args.no_cluster:
         heuristics._cluster_m = lambda m_blocks, num_sms: 1
+    if args.block_m:  # A/B experiments: force one tile height
+        heuristics.candidate_block_ms = lambda m: [args.block_m]
     if args.block_n:  # A/B experiments: force one tile width
         heuristics.candidate_block_ns = lambda: [args.block_n]
     if args.overlap is not None:

@@ -76,6 +76,10 @@ def _spans_at_most_two_scale_blocks(block_n: int) -> bool:
     return block_n <= 128 or 128 - math.gcd(block_n, 128) + block_n <= 256
 
 
+def candidate_block_ms(m: int) -> list[int]:
+    return [64] if m <= 64 else [64, 128]
+
+
 def candidate_block_ns() -> list[int]:
     return [n for n in range(16, MAX_BLOCK_N + 1, 16) if _spans_at_most_two_scale_blocks(n)]
 
@@ -94,7 +98,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     ``num_groups``: for a grouped GEMM, its number of groups of about ``m`` rows each (each
     group is tiled on its own, and no CTA pairs are used, even for one group); None: dense.
     """
-    block_ms = [64] if m <= 64 else [64, 128]
+    block_ms = candidate_block_ms(m)
 
     def cluster(m_blocks: int) -> int:
         return _cluster_m(m_blocks, num_sms) if num_groups is None else 1
