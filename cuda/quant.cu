@@ -4,7 +4,7 @@
 // reference's (fp8gemm_core/reference.py), so results are bit-identical to it:
 //   amax = max |x| over the group (fp32), amax = max(amax, 1e-4f),
 //   sf = amax / 448 (IEEE division; with UE8M0 rounded up to a power of two),
-//   q = e4m3_rne(clip(x / sf, -448, 448)) (IEEE division, not a multiply by 1/sf).
+//   q = e4m3_rne(clip(x / sf, -448, 448)) (the IEEE quotient, see Divisor; not x * (1/sf)).
 // Inputs fp32, bf16 or fp16 (kIn = 0, 1, 2); 2-D arrays are launched as G = 1.
 #include "ptx.cuh"
 
