@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--shapes", type=str, default="", help="M,N,K;M,N,K;...")
     ap.add_argument("--no-cluster", action="store_true",
                     help="A/B experiment: force cluster_m = 1 (no TMA multicast)")
-    ap.add_argument("--block-m", type=int, default=0, help="A/B experiment: force BLOCK_M (64/128)")
+    ap.add_argument("--block-m", type=int, default=0, help="A/B experiment: force BLOCK_M (64/128/192)")
     ap.add_argument("--block-n", type=int, default=0, help="A/B experiment: force BLOCK_N")
     ap.add_argument("--overlap", type=int, default=None, help="A/B experiment: force overlap 0/1")
     args = ap.parse_args()

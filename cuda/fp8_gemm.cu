@@ -205,7 +205,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   constexpr u32 kTileBytesB = BLOCK_N * kBlockK;
   // A tile that straddles a 128-column scale block of B needs two B scales.
   constexpr bool kTwoScaleBlocks = (128 % BLOCK_N) != 0;
-  static_assert(BLOCK_M == 64 || BLOCK_M == 128, "BLOCK_M must be 64 or 128");
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 192, "BLOCK_M must be 64, 128 or 192");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N >= 8 && BLOCK_N <= 256, "bad BLOCK_N");
   // Each CTA of a cluster loads BLOCK_N / CLUSTER_M rows of B; the slices must keep
   // the 1024-byte alignment of the 128-byte swizzle pattern.
@@ -265,9 +265,11 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
   if (warp < 4) {
     // ---------------------------------------------------------------- producer
-    // Registers move within what the launch allocated (168 x 384 threads, from
-    // __launch_bounds__): 128 x 56 + 256 x 224 = 168 x 384. Asking for more blocks forever.
+    // Registers move within what the launch allocated (from __launch_bounds__): two
+    // consumer groups, 128 x 56 + 256 x 224 = 168 x 384; three, 128 x 32 + 384 x 160
+    // = 128 x 512. Asking for more than was freed blocks forever.
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
+    if constexpr (kMathWarpgroups == 3) ptx::setmaxnreg_dec<32>();
     if (warp == 0) {
       // One lane issues. The grouped walk is warp-cooperative, so there the whole warp
       // walks the tiles with it; the dense walk is per thread and the other lanes leave.
@@ -330,6 +332,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
   // ------------------------------------------------------------------ consumers
   if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<224>();
+  if constexpr (kMathWarpgroups == 3) ptx::setmaxnreg_inc<160>();
   const u32 math_tid = threadIdx.x - kWarpgroup;
   const u32 wg = math_tid / kWarpgroup;
   const u32 lane = ptx::lane_id();

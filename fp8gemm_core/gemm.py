@@ -20,7 +20,7 @@ import numpy as np
 
 from . import arrays, driver, heuristics, jit, tma
 from .codegen import wgmma_fp8_source
-from .heuristics import (BLOCK_K, GemmConfig, candidate_block_ns, choose_gemm_config,
+from .heuristics import (BLOCK_K, LARGE_TILE_SPEED, GemmConfig, candidate_block_ns, choose_gemm_config,
                          effective_num_sms, stages_for, uses_overlap)
 
 __all__ = ["fp8_gemm_nt", "gemm_kernel_configs", "default_kernel_spec"]
@@ -74,18 +74,19 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     """Every (source, name_expr, prelude) the heuristics can choose, dense and grouped
     (grouped: no clusters, no C): for AOT builds and spill checks."""
     specs = []
-    for bm in (64, 128):
-        for bn in candidate_block_ns():
-            for out_fp32 in (False, True):
-                for tma_store in (False, True):
-                    staged = (4 if out_fp32 else 2) if tma_store else 0
-                    for cluster_m in (1, 2):
-                        cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
-                                         overlap=uses_overlap(bm, bn), staged_out_bytes=staged)
-                        for c_mode in (0, 1, 2):
-                            specs.append(_kernel_spec(cfg, out_fp32, c_mode))
-                        if cluster_m == 1:
-                            specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
+    tiles = [(bm, bn) for bm in (64, 128) for bn in candidate_block_ns()]
+    tiles += [t for t in LARGE_TILE_SPEED if t not in tiles]  # the 192-row ones: dense only
+    for bm, bn in tiles:
+        for out_fp32 in (False, True):
+            for tma_store in (False, True):
+                staged = (4 if out_fp32 else 2) if tma_store else 0
+                for cluster_m in (1, 2):
+                    cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
+                                     overlap=uses_overlap(bm, bn), staged_out_bytes=staged)
+                    for c_mode in (0, 1, 2):
+                        specs.append(_kernel_spec(cfg, out_fp32, c_mode))
+                    if cluster_m == 1 and bm <= 128:
+                        specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
     return specs
 
 

@@ -5,6 +5,11 @@ The kernel is persistent (one CTA per SM walks many tiles), so the cost model is
 Among shapes with the fewest waves we prefer the fullest last wave, then the
 larger tile (more reuse of each byte loaded). BLOCK_N runs in steps of 16,
 non-powers of two included, which is what lets e.g. N=7168 fill 132 SMs.
+
+Large dense problems (both M and N at least LARGE_MN) are compute-bound: there the
+choice is among a few big tiles whose speed per unit of area was measured, and the
+cost is waves x tile area / that speed (a narrower tile may win by filling the last
+wave better, as 128x128 does at 4096x4096).
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ MAX_STAGES = 24           # small tiles: deep pipelines keep enough bytes in fli
 MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
 MAX_OVERLAP_N = 128          # above this a third accumulator (for overlap) no longer fits
 GROUP_N = 16                 # N-blocks per rasterization band
+LARGE_MN = 1024              # M and N from which a dense GEMM is chosen by LARGE_TILE_SPEED
+# Output tile (BLOCK_M, BLOCK_N) -> throughput per unit of computed tile area (padding
+# included), relative; H100, mean over six large shapes (docs/perf-log.md, session 4). 192-row tiles
+# run three consumer warpgroups; they are for dense GEMMs only (the grouped layouts
+# promise a row alignment of 128).
+LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93}
 
 _num_sms_override: int | None = None
 _lock = threading.Lock()
@@ -99,6 +110,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     group is tiled on its own, and no CTA pairs are used, even for one group); None: dense.
     """
     block_ms = candidate_block_ms(m)
+    large = num_groups is None and m >= LARGE_MN and n >= LARGE_MN
 
     def cluster(m_blocks: int) -> int:
         return _cluster_m(m_blocks, num_sms) if num_groups is None else 1
@@ -107,17 +119,21 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         cm = cluster(math.ceil(m / bm))
         return (num_groups or 1) * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
 
+    tiles_to_try = (list(LARGE_TILE_SPEED) if large
+                    else [(bm, bn) for bm in block_ms for bn in candidate_block_ns()])
     best, best_key = None, None
-    for bm in block_ms:
-        for bn in candidate_block_ns():
-            tiles = count_tiles(bm, bn)
-            waves = math.ceil(tiles / num_sms)
-            last_wave_fill = tiles / (waves * num_sms)
+    for bm, bn in tiles_to_try:
+        tiles = count_tiles(bm, bn)
+        waves = math.ceil(tiles / num_sms)
+        last_wave_fill = tiles / (waves * num_sms)
+        if large:
+            key = (waves * bm * bn / LARGE_TILE_SPEED[bm, bn],)
+        else:
             # Fewest waves, then fullest last wave, then the largest tile area;
             # BLOCK_M=128 breaks ties (two consumer warpgroups keep the tensor cores busier).
             key = (waves, -round(last_wave_fill, 3), -bm * bn, -bm)
-            if best_key is None or key < best_key:
-                best, best_key = (bm, bn), key
+        if best_key is None or key < best_key:
+            best, best_key = (bm, bn), key
     bm, bn = best
     cm = cluster(math.ceil(m / bm))
     n_blocks = math.ceil(n / bn)
@@ -131,9 +147,10 @@ def uses_overlap(block_m: int, block_n: int) -> bool:
 
     Measured on an H100 after v9 (docs/perf-log.md): +1-2% with 128x128 tiles, within
     noise (+-2%) with 16/32-wide tiles, so it is used from 64-wide tiles up to the widest
-    whose third accumulator fits in registers.
+    whose third accumulator fits in registers (never with 192-row tiles: their three
+    consumer warpgroups have 160 registers each).
     """
-    return 64 <= block_n <= MAX_OVERLAP_N
+    return block_m <= 128 and 64 <= block_n <= MAX_OVERLAP_N
 
 
 def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0) -> int:

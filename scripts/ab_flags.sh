@@ -5,7 +5,7 @@ shapes=$1; shift
 for round in 1 2; do
   for flags in "$@"; do
     echo "== round $round flags: ${flags:-none}"
-    PYTHONPATH=. timeout 150 python3 bench/bench_gemm.py --reps 15 --shapes "$shapes" $flags 2>&1 \
+    env -u OUT PYTHONPATH=. timeout 150 python3 bench/bench_gemm.py --reps 15 --shapes "$shapes" $flags 2>&1 \
       | grep -E "^ +[0-9]+ +[0-9]+ +[0-9]+ \|" | cut -c1-60,88-
   done
 done

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fp8gemm_core as fg
+from fp8gemm_core import heuristics
 from fp8gemm_core import reference as ref
 from fp8gemm_core.arrays import DeviceArray, StridedView, transposed
 
@@ -135,6 +136,21 @@ def test_odd_shapes(m, n, k):
     out = poisoned((m, n), BF16)
     fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
     check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+
+
+@requires_gpu
+@pytest.mark.parametrize("tile", list(heuristics.LARGE_TILE_SPEED))
+def test_each_large_tile(tile, monkeypatch):
+    # Each tile the large-shape rule can pick, forced on a shape with partial last tiles in
+    # M and N, with C accumulated and fp32 out (distinct M per tile: plans are cached per shape).
+    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    rng, seed = _rng()
+    m, n, k = 1031 + list(heuristics.LARGE_TILE_SPEED).index(tile), 2112 - 16, 1536 + 128
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    out = poisoned((m, n), np.dtype(np.float32))
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out, c=to_dev(c))
+    check_against_reference(a8, sfa, b8, sfb, out, c=c, out_dtype=np.dtype(np.float32), rng=rng, seed=seed)
 
 
 @requires_gpu
