@@ -334,29 +334,27 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<224>();
   if constexpr (kMathWarpgroups == 3) ptx::setmaxnreg_inc<160>();
   const u32 math_tid = threadIdx.x - kWarpgroup;
-  const u32 wg = math_tid / kWarpgroup;
+  const u32 wg = (warp - 4) / 4;  // from the warp-uniform warp index: keeps descriptors uniform
   const u32 lane = ptx::lane_id();
   // wgmma accumulator layout: this thread holds rows r and r + 8 of its warp's
   // 16 rows, and columns 8j + 2(lane % 4) + {0, 1} for every j.
   const i32 row_in_tile = wg * 64 + (warp - 4 - wg * 4) * 16 + lane / 4;
   const i32 col_in_chunk = (lane % 4) * 2;
+  // Lower descriptor halves of this warpgroup's A rows and of B in stage 0; stage s is
+  // s * (tile bytes / 16) further, K step kk (32 bytes inside the swizzle atom) 2 * kk.
+  const u32 desc_a0 = ptx::smem_desc_lo_sw128(smem_a + wg * 64 * kBlockK);
+  const u32 desc_b0 = ptx::smem_desc_lo_sw128(smem_b);
 
-  // Two consumer warpgroups take turns issuing their wgmma batches (named barriers
-  // 1 and 2 pass the turn), so one group's batch runs on the tensor cores while the
-  // other promotes: without the order both issue together, finish together and
-  // promote together while the tensor cores idle.
-#ifdef FP8GEMM_EXPERIMENT_NO_PINGPONG
-  constexpr bool kPingPong = false;
-#else
-  constexpr bool kPingPong = kMathWarpgroups == 2 && !kOverlap;
-#endif
-  constexpr u32 kTurnThreads = 2 * kWarpgroup;
-  if (kPingPong && wg == 1) ptx::bar_arrive(1, kTurnThreads);  // warpgroup 0 goes first
+  // Position in the ring of stages: index and the parity of the pass over the ring.
+  struct RingPos {
+    u32 s = 0, phase = 0;
+    DEVICE RingPos next() const { return s + 1 == STAGES ? RingPos{0, phase ^ 1} : RingPos{s + 1, phase}; }
+  };
 
   float acc[BLOCK_N / 2];
   float part[BLOCK_N / 2];
   float part2[kOverlap ? BLOCK_N / 2 : 1];
-  u32 it = 0;
+  RingPos pos;
   auto tiles = walker();
   for (Tile tile; tiles.next(tile);) {
     const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
@@ -368,36 +366,31 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #pragma unroll
     for (int i = 0; i < BLOCK_N / 2; ++i) acc[i] = 0.f;
 
-    // Wait for pipeline step `step`'s stage, issue its four wgmma into p (not waited), and
-    // read its scales for this thread's rows and the tile's B block(s) into sc.
-    auto issue = [&](float (&p)[BLOCK_N / 2], u32 step, float (&sc)[4]) {
-      const u32 s = step % STAGES;
-      ptx::mbar_wait(&full[s], (step / STAGES) & 1);
-      const u64 desc_a = ptx::smem_desc_sw128(smem_a + s * kTileBytesA + wg * 64 * kBlockK);
-      const u64 desc_b = ptx::smem_desc_sw128(smem_b + s * kTileBytesB);
+    // Wait for stage at's data, issue its four wgmma into p (not waited), and read its
+    // scales for this thread's rows and the tile's B block(s) into sc.
+    auto issue = [&](float (&p)[BLOCK_N / 2], RingPos at, float (&sc)[4]) {
+      ptx::mbar_wait(&full[at.s], at.phase);
+      const u32 desc_a = desc_a0 + at.s * (kTileBytesA / 16), desc_b = desc_b0 + at.s * (kTileBytesB / 16);
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
-      if constexpr (kPingPong) ptx::bar_sync(1 + wg, kTurnThreads);  // our turn
       ptx::wgmma_fence();
 #ifndef FP8GEMM_EXPERIMENT_SKIP_MMA  // timing experiments only: see docs/perf-log.md
 #pragma unroll
       for (int kk = 0; kk < kBlockK / 32; ++kk) {
-        // Advancing 32 bytes along K inside the swizzle atom is a +2 on the address field.
-        WgmmaFp8<BLOCK_N>::mma(p, desc_a + 2 * kk, desc_b + 2 * kk, kk > 0);
+        WgmmaFp8<BLOCK_N>::mma(p, ptx::smem_desc(desc_a + 2 * kk), ptx::smem_desc(desc_b + 2 * kk), kk > 0);
       }
 #endif
       ptx::wgmma_commit();
-      if constexpr (kPingPong) ptx::bar_arrive(2 - wg, kTurnThreads);  // the other's turn
       // The scales are only needed to promote: read them once the wgmma are on their way,
       // so the wait for the loads cannot delay the issue.
-      const float* scales = smem_scales + s * kScaleStride;
+      const float* scales = smem_scales + at.s * kScaleStride;
       sc[0] = scales[row_in_tile];
       sc[1] = scales[row_in_tile + 8];
       sc[2] = scales[BLOCK_M];
       sc[3] = scales[BLOCK_M + 1];
     };
-    // Once step's wgmma are complete: release its stage, promote p into acc.
-    auto retire = [&](float (&p)[BLOCK_N / 2], u32 step, const float (&sc)[4]) {
+    // Once stage at's wgmma are complete: release the stage, promote p into acc.
+    auto retire = [&](float (&p)[BLOCK_N / 2], RingPos at, const float (&sc)[4]) {
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
       // This warp is done reading the stage (its scales are in registers since issue);
@@ -405,9 +398,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       if (lane == 0) {
         if constexpr (CLUSTER_M > 1) {
 #pragma unroll
-          for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[step % STAGES], r);
+          for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[at.s], r);
         } else {
-          ptx::mbar_arrive(&empty[step % STAGES]);
+          ptx::mbar_arrive(&empty[at.s]);
         }
       }
 #ifdef FP8GEMM_EXPERIMENT_SKIP_PROMOTE
@@ -424,10 +417,10 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // Unrolled by two: measured 9% faster than the plain loop (docs/perf-log.md, v6).
       auto step = [&]() {
         float sc[4];
-        issue(part, it, sc);
+        issue(part, pos, sc);
         ptx::wgmma_wait<0>();
-        retire(part, it, sc);
-        ++it;
+        retire(part, pos, sc);
+        pos = pos.next();
       };
       for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
         step();
@@ -441,19 +434,20 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
         float sc0[4], sc1[4];
         const bool pair = kb + 1 < num_k_blocks;
-        issue(part, it, sc0);
+        const RingPos second = pos.next();
+        issue(part, pos, sc0);
         if (pair) {
-          issue(part2, it + 1, sc1);
+          issue(part2, second, sc1);
           ptx::wgmma_wait<1>();
         } else {
           ptx::wgmma_wait<0>();
         }
-        retire(part, it, sc0);
+        retire(part, pos, sc0);
         if (pair) {
           ptx::wgmma_wait<0>();
-          retire(part2, it + 1, sc1);
+          retire(part2, second, sc1);
         }
-        it += pair ? 2 : 1;
+        pos = pair ? second.next() : second;
       }
     }
 
@@ -529,8 +523,6 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   }
   // Shared memory must outlive the last stores' reads of it.
   if (kTmaStore && math_tid % kWarpgroup == 0) ptx::tma_store_wait<0>();
-  // Balance the initial arrival: warpgroup 1's last turn hand-off is consumed here.
-  if (kPingPong && wg == 0) ptx::bar_sync(1, kTurnThreads);
   // The peer may still arrive on our barriers: stay resident until it is done too.
   if constexpr (CLUSTER_M > 1) ptx::cluster_sync();
 }

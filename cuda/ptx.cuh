@@ -206,13 +206,18 @@ DEVICE void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 // Shared-memory matrix descriptor for a K-major tile stored with the 128-byte
 // swizzle that TMA's CU_TENSOR_MAP_SWIZZLE_128B produces: rows of 128 bytes,
 // 8-row atoms of 1024 bytes (stride byte offset), swizzle mode 1 in bits 62-63.
-DEVICE u64 smem_desc_sw128(const void* tile) {
-  u64 addr = smem_addr(tile);
-  u64 desc = 0;
-  desc |= (addr & 0x3FFFFull) >> 4;           // start address, 16-byte units
-  desc |= u64(1) << 16;                        // leading byte offset (unused for swizzled K-major)
-  desc |= u64(1024 >> 4) << 32;                // stride byte offset: one 8-row atom
-  desc |= u64(1) << 62;                        // 128-byte swizzle
+// Kept as its two 32-bit halves: the upper one is a constant, the lower one holds the
+// start address in 16-byte units (bits 0-13: shared memory is below 256 KiB, so moving
+// the address by adding to the lower half never carries into the other fields).
+constexpr u32 kDescHiSw128 = (1024 >> 4) | (1u << 30);  // stride byte offset | 128-byte swizzle
+
+DEVICE u32 smem_desc_lo_sw128(const void* tile) {
+  return ((smem_addr(tile) & 0x3FFFFu) >> 4) | (1u << 16);  // start address | leading byte offset (unused)
+}
+
+DEVICE u64 smem_desc(u32 lo, u32 hi = kDescHiSw128) {
+  u64 desc;
+  asm("mov.b64 %0, {%1, %2};\n" : "=l"(desc) : "r"(lo), "r"(hi));
   return desc;
 }
 
