@@ -266,10 +266,10 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   if (warp < 4) {
     // ---------------------------------------------------------------- producer
     // Registers move within what the launch allocated (from __launch_bounds__): two
-    // consumer groups, 128 x 56 + 256 x 224 = 168 x 384; three, 128 x 32 + 384 x 160
-    // = 128 x 512. Asking for more than was freed blocks forever.
+    // consumer groups, 128 x 56 + 256 x 224 = 168 x 384; three, 128 x 40 + 384 x 152
+    // <= 128 x 512. Asking for more than was freed blocks forever.
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
-    if constexpr (kMathWarpgroups == 3) ptx::setmaxnreg_dec<32>();
+    if constexpr (kMathWarpgroups == 3) ptx::setmaxnreg_dec<40>();
     if (warp == 0) {
       // One lane issues. The grouped walk is warp-cooperative, so there the whole warp
       // walks the tiles with it; the dense walk is per thread and the other lanes leave.
@@ -332,9 +332,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
   // ------------------------------------------------------------------ consumers
   if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<224>();
-  if constexpr (kMathWarpgroups == 3) ptx::setmaxnreg_inc<160>();
+  if constexpr (kMathWarpgroups == 3) ptx::setmaxnreg_inc<152>();
   const u32 math_tid = threadIdx.x - kWarpgroup;
-  const u32 wg = (warp - 4) / 4;  // from the warp-uniform warp index: keeps descriptors uniform
+  const u32 wg = math_tid / kWarpgroup;
   const u32 lane = ptx::lane_id();
   // wgmma accumulator layout: this thread holds rows r and r + 8 of its warp's
   // 16 rows, and columns 8j + 2(lane % 4) + {0, 1} for every j.
@@ -342,7 +342,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   const i32 col_in_chunk = (lane % 4) * 2;
   // Lower descriptor halves of this warpgroup's A rows and of B in stage 0; stage s is
   // s * (tile bytes / 16) further, K step kk (32 bytes inside the swizzle atom) 2 * kk.
-  const u32 desc_a0 = ptx::smem_desc_lo_sw128(smem_a + wg * 64 * kBlockK);
+  // (The warpgroup index from the warp-uniform warp index keeps these in uniform registers.)
+  const u32 desc_a0 = ptx::smem_desc_lo_sw128(smem_a + (warp - 4) / 4 * 64 * kBlockK);
   const u32 desc_b0 = ptx::smem_desc_lo_sw128(smem_b);
 
   // Position in the ring of stages: index and the parity of the pass over the ring.
