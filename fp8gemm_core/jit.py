@@ -63,7 +63,7 @@ from . import driver
 __all__ = [
     "KERNEL_DIR", "ARCH", "JitError", "NvrtcError", "SpillError", "CompiledKernel", "Kernel",
     "compile_kernel", "cache_key", "load_kernel", "get_kernel", "check_no_spills", "cache_dir",
-    "clear_memory_cache", "nvrtc_version",
+    "clear_memory_cache", "nvrtc_version", "SpillWarning", "warn_if_spills",
 ]
 
 
@@ -182,6 +182,23 @@ def check_no_spills(compiled: CompiledKernel) -> None:
             f"stores, {compiled.spill_loads} bytes spill loads, with {compiled.registers} registers. "
             "Look for arrays indexed with run-time values, calls that were not inlined or more live "
             "values than the register budget (__launch_bounds__ / setmaxnreg).")
+
+
+class SpillWarning(UserWarning):
+    """A kernel spills registers or uses a stack frame under this NVRTC: results are right,
+    speed is not. Shipped kernels are checked under NVRTC 13.0 and the latest; ptxas
+    versions in between allocate registers differently."""
+
+
+def warn_if_spills(compiled: CompiledKernel) -> None:
+    """Warn (``SpillWarning``) when ``check_no_spills`` would raise; ``get_kernel`` calls it
+    once per loaded kernel."""
+    try:
+        check_no_spills(compiled)
+    except SpillError as e:
+        major, minor = nvrtc_version()
+        warnings.warn(f"{e} (NVRTC {major}.{minor}: correct results, lower speed; please report it)",
+                      SpillWarning, stacklevel=3)
 
 
 _ENTRY_RE = re.compile(r"Compiling entry function '([^']+)'")
@@ -730,6 +747,7 @@ def get_kernel(source: str, name_expr: str, *, prelude: str = "", options: Seque
         return k
     k = load_kernel(compile_kernel(source, name_expr, prelude=prelude, options=opts), device,
                     max_dynamic_smem)
+    warn_if_spills(k.compiled)
     _fast[fkey] = k
     return k
 

@@ -179,6 +179,17 @@ def test_check_no_spills_detects_local_memory():
         jit.check_no_spills(ck)
 
 
+def test_warn_if_spills_warns_only_on_spills():
+    ck = jit.compile_kernel("selftest.cu", "spills", prelude=_LOCAL_MEMORY_KERNELS,
+                            options=["--maxrregcount=32"])
+    with pytest.warns(jit.SpillWarning, match=r"spill stores.*NVRTC \d+\.\d+: correct results"):
+        jit.warn_if_spills(ck)
+    clean = jit.compile_kernel("selftest.cu", "add_one")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jit.warn_if_spills(clean)
+
+
 def test_check_no_spills_detects_register_spills():
     ck = jit.compile_kernel("selftest.cu", "spills", prelude=_LOCAL_MEMORY_KERNELS,
                             options=["--maxrregcount=32"])
