@@ -45,8 +45,6 @@ def main() -> None:
     ap.add_argument("--block-m", type=int, default=0, help="A/B experiment: force BLOCK_M (64/128/192)")
     ap.add_argument("--block-n", type=int, default=0, help="A/B experiment: force BLOCK_N")
     ap.add_argument("--overlap", type=int, default=None, help="A/B experiment: force overlap 0/1")
-    ap.add_argument("--sass", choices=("chain", "yield"), default=None,
-                    help="experiment: rewrite the FFMA control bits of the GEMM kernels (bench/sass_patch.py)")
     args = ap.parse_args()
     from fp8gemm_core import heuristics
     if args.no_cluster:
@@ -57,9 +55,6 @@ def main() -> None:
         heuristics.candidate_block_ns = lambda: [args.block_n]
     if args.overlap is not None:
         heuristics.uses_overlap = lambda block_m, block_n: bool(args.overlap)
-    if args.sass:
-        import sass_patch
-        sass_patch.install(args.sass)
     if not driver.is_available():
         print("bench_gemm: no CUDA GPU here; nothing to measure.")
         return

@@ -15,7 +15,9 @@
 // both, halving B's L2->SM traffic; their consumers release a stage in both.
 //
 // The host generates WgmmaFp8<BLOCK_N> (the asm operand list grows with N) and
-// puts it in front of this file; see fp8gemm_core/gemm.py.
+// puts it in front of this file; see fp8gemm_core/gemm.py. For the configurations
+// where it was measured to help, the prelude also asks the JIT to rewrite the
+// promotion FFMAs' control bits after NVRTC (fp8gemm_core/sass.py).
 #include "ptx.cuh"
 
 template <int N>
@@ -152,17 +154,6 @@ template <int N, int SPLIT_J>
 DEVICE void promote(float (&acc)[N / 2], const float (&part)[N / 2], float sa0, float sa1,
                     float sb0, float sb1) {
   const float s00 = sa0 * sb0, s10 = sa1 * sb0, s01 = sa0 * sb1, s11 = sa1 * sb1;
-#ifdef FP8GEMM_EXPERIMENT_PROMOTE_RUNS  // A/B only: each scale in one run of FFMAs (perf log)
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-#pragma unroll
-    for (int j = 0; j < N / 8; ++j) {
-      const float sc = h ? (j < SPLIT_J ? s10 : s11) : (j < SPLIT_J ? s00 : s01);
-      acc[4 * j + 2 * h + 0] = fmaf(part[4 * j + 2 * h + 0], sc, acc[4 * j + 2 * h + 0]);
-      acc[4 * j + 2 * h + 1] = fmaf(part[4 * j + 2 * h + 1], sc, acc[4 * j + 2 * h + 1]);
-    }
-  }
-#else
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) {
     const float lo = j < SPLIT_J ? s00 : s01, hi = j < SPLIT_J ? s10 : s11;
@@ -171,7 +162,6 @@ DEVICE void promote(float (&acc)[N / 2], const float (&part)[N / 2], float sa0, 
     acc[4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[4 * j + 2]);
     acc[4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[4 * j + 3]);
   }
-#endif
 }
 
 // Picks the promote<> instance for a run-time split. Tiles start at multiples of

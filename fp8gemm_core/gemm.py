@@ -21,7 +21,7 @@ import numpy as np
 from . import arrays, driver, heuristics, jit, tma
 from .codegen import wgmma_fp8_source
 from .heuristics import (BLOCK_K, LARGE_TILE_SPEED, GemmConfig, candidate_block_ns, choose_gemm_config,
-                         effective_num_sms, stages_for, uses_overlap)
+                         effective_num_sms, stages_for, uses_ffma_reuse_chain, uses_overlap)
 
 __all__ = ["fp8_gemm_nt", "gemm_kernel_configs", "default_kernel_spec"]
 
@@ -56,7 +56,10 @@ _plans: dict[tuple, _Plan] = {}
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int, grouped: bool = False) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
             f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}, {int(grouped)}>")
-    return "fp8_gemm.cu", name, wgmma_fp8_source(cfg.block_n)
+    prelude = wgmma_fp8_source(cfg.block_n)
+    if uses_ffma_reuse_chain(cfg.block_m, cfg.block_n, cfg.cluster_m, grouped):
+        prelude += "\n// fp8gemm_core sass pass: ffma-reuse-chain\n"
+    return "fp8_gemm.cu", name, prelude
 
 
 def _staged_out_bytes(ldd: int, itemsize: int, aligned: bool = True) -> int:

@@ -153,6 +153,16 @@ def uses_overlap(block_m: int, block_n: int) -> bool:
     return block_m <= 128 and 64 <= block_n <= MAX_OVERLAP_N
 
 
+def uses_ffma_reuse_chain(block_m: int, block_n: int, cluster_m: int, grouped: bool) -> bool:
+    """Whether the JIT applies ``sass.ffma_reuse_chain`` to this configuration.
+
+    Measured per configuration, pass on vs off in one run (H100, docs/perf-log.md,
+    session 5): dense 128x192 with CTA pairs +4.3% (8192^3); elsewhere -14% (grouped
+    128x192) to +2.6%, mostly within +-1.5%. Only the clear win is kept.
+    """
+    return (block_m, block_n, cluster_m, grouped) == (128, 192, 2, False)
+
+
 def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0) -> int:
     """Pipeline depth: as many stages as fit in shared memory beside the output tile
     (``staged_out_bytes`` per element, 0 when not staged), at most MAX_STAGES."""

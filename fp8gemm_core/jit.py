@@ -32,6 +32,8 @@ Environment:
   write the translation unit (and the files it includes), the PTX, the cubin, the
   NVRTC log and, when ``cuobjdump`` or ``nvdisasm`` is on PATH, the SASS.
 * ``FP8GEMM_CORE_JIT_LINEINFO=1``: compile with ``-lineinfo`` (for profilers).
+* ``FP8GEMM_CORE_SASS_PASSES=0``: skip the post-compile SASS passes a prelude asks for
+  with a line ``// fp8gemm_core sass pass: <name>`` (see ``sass``; for A/B measurements).
 
 The memory caches do not watch these variables or the files: after changing
 either within a process, call ``clear_memory_cache()``.
@@ -58,7 +60,7 @@ from typing import Any, Sequence
 from cuda.bindings import driver as cu
 from cuda.bindings import nvrtc
 
-from . import driver
+from . import driver, sass
 
 __all__ = [
     "KERNEL_DIR", "ARCH", "JitError", "NvrtcError", "SpillError", "CompiledKernel", "Kernel",
@@ -336,7 +338,20 @@ def _base_options(kernel_dir: Path, options: Sequence[str]) -> tuple[list[str], 
     return actual, keyed
 
 
-def _key(tu: str, name_expr: str, headers: dict[str, str], keyed_options: list[str]) -> str:
+_SASS_PASS_LINE = re.compile(r"^// fp8gemm_core sass pass: ([\w-]+)[ \t]*$", re.M)
+
+
+def _sass_passes(prelude: str) -> list[str]:
+    """The SASS passes ``prelude`` asks for (none when FP8GEMM_CORE_SASS_PASSES=0)."""
+    names = _SASS_PASS_LINE.findall(prelude)
+    for name in names:
+        if name not in sass.PASSES:
+            raise JitError(f"prelude: unknown sass pass {name!r} (known: {', '.join(sass.PASSES)})")
+    return [] if os.environ.get("FP8GEMM_CORE_SASS_PASSES", "1") == "0" else names
+
+
+def _key(tu: str, name_expr: str, headers: dict[str, str], keyed_options: list[str],
+         passes: list[str]) -> str:
     h = hashlib.sha256()
 
     def part(tag: str, data: str) -> None:
@@ -351,6 +366,8 @@ def _key(tu: str, name_expr: str, headers: dict[str, str], keyed_options: list[s
     part("name_expr", name_expr)
     for opt in keyed_options:
         part("option", opt)
+    for name in passes:
+        part("sass", f"{name}@{sass.VERSION}")
     for name in sorted(headers):
         part("include", name)
         part("content", headers[name])
@@ -364,7 +381,8 @@ def cache_key(source: str, name_expr: str, *, prelude: str = "", options: Sequen
     _check_source(source, kdir)
     tu = _translation_unit(source, prelude)
     _, keyed = _base_options(kdir, options)
-    return _key(tu, name_expr, _gather_includes(tu, kdir), keyed)
+    headers = _gather_includes(tu, kdir)
+    return _key(tu, name_expr, headers, keyed, _sass_passes(prelude))
 
 
 # ---------------------------------------------------------------- NVRTC
@@ -627,7 +645,8 @@ def _compile_uncached(source: str, name_expr: str, prelude: str, options: tuple[
     tu = _translation_unit(source, prelude)
     actual_opts, keyed_opts = _base_options(kdir, options)
     headers = _gather_includes(tu, kdir)
-    key = _key(tu, name_expr, headers, keyed_opts)
+    passes = _sass_passes(prelude)
+    key = _key(tu, name_expr, headers, keyed_opts, passes)
     verbose = _verbose()
     dump_dir = os.environ.get("FP8GEMM_CORE_JIT_DUMP")
     use_disk = _disk_cache_enabled()
@@ -651,6 +670,9 @@ def _compile_uncached(source: str, name_expr: str, prelude: str, options: tuple[
     t0 = time.perf_counter()
     cubin, ptx, lowered, log = _run_nvrtc(tu, headers, actual_opts, name_expr, True,
                                           bool(dump_dir), f"{name_expr} from {source}")
+    for name in passes:
+        cubin, changed = sass.PASSES[name](cubin)
+        log += f"\nsass pass {name}: {changed} instructions changed\n"
     seconds = time.perf_counter() - t0
     registers, stack, stores, loads = _parse_resources(log, lowered)
     ck = CompiledKernel(source=source, name_expr=name_expr, lowered_name=lowered, cubin=cubin,
