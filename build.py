@@ -2,6 +2,7 @@
 
     python build.py --shapes "4096,7168,16384;128,2112,7168" [--num-sms 132]
     python build.py --all          # every configuration the heuristics can choose
+    python build.py --all --jobs 8 # the same, eight compiles at a time
 
 Needs NVRTC only (no GPU): warm the cache on a build machine, then copy the cache
 directory (see fp8gemm_core.jit.cache_dir(); keys depend on content only) to the
@@ -11,6 +12,7 @@ machines that run the model. Prints each kernel's registers and spills.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import time
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true", help="every kernel configuration")
     ap.add_argument("--num-sms", type=int, default=None, help="SM count to plan for (default: GPU 0's, else 132)")
     ap.add_argument("--out-dtype", choices=("bf16", "fp32"), default="bf16")
+    ap.add_argument("--jobs", type=int, default=1, help="compiles at a time (processes)")
     args = ap.parse_args(argv)
 
     specs = []
@@ -45,16 +48,32 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("nothing to build: give --shapes or --all")
 
     print(f"cache: {jit.cache_dir()}")
-    bad = 0
     t0 = time.perf_counter()
-    for source, name, prelude in dict.fromkeys(specs):
-        ck = jit.compile_kernel(source, name, prelude=prelude)
+    unique = list(dict.fromkeys(specs))
+    if args.jobs > 1:
+        with multiprocessing.Pool(args.jobs) as pool:
+            compiled = pool.imap(_compile, unique)
+            bad = _report(compiled)
+    else:
+        bad = _report(map(_compile, unique))
+    print(f"{len(unique)} kernels in {time.perf_counter() - t0:.1f}s, {bad} with spills")
+    return 1 if bad else 0
+
+
+def _compile(spec: tuple[str, str, str]) -> jit.CompiledKernel:
+    source, name, prelude = spec
+    return jit.compile_kernel(source, name, prelude=prelude)
+
+
+def _report(compiled) -> int:
+    bad = 0
+    for ck in compiled:
+        name = ck.name_expr
         spill = ck.spill_stores or ck.spill_loads or ck.stack_frame
         bad += bool(spill)
         print(f"  {name:<40} {ck.origin:<8} regs {ck.registers:3d}  spills {ck.spill_stores}/{ck.spill_loads}"
               f"  stack {ck.stack_frame}  {ck.compile_seconds:5.2f}s{'  <-- SPILLS' if spill else ''}")
-    print(f"{len(dict.fromkeys(specs))} kernels in {time.perf_counter() - t0:.1f}s, {bad} with spills")
-    return 1 if bad else 0
+    return bad
 
 
 if __name__ == "__main__":

@@ -62,6 +62,13 @@ DEVICE void mbar_arrive_expect_tx(u64* bar, u32 bytes) {
                : "memory");
 }
 
+// Raise the bytes the barrier's current phase waits for (no arrival): for a copy
+// issued by a thread other than the one that arrives with expect_tx.
+DEVICE void mbar_expect_tx(u64* bar, u32 bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+
 // Block until the barrier's phase with the given parity has completed.
 DEVICE void mbar_wait(u64* bar, u32 parity) {
   asm volatile(
@@ -126,6 +133,15 @@ DEVICE void cp_async_mbar_arrive(u64* bar) {
 }
 
 // ------------------------------------------------------------------ TMA
+
+// Contiguous global -> shared copy by the TMA unit, its bytes completing on `bar`
+// (addresses 16-byte aligned, size a multiple of 16).
+DEVICE void bulk_load(void* dst, const void* src, u32 bytes, u64* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+}
 
 DEVICE void tma_prefetch_descriptor(const TmaDescriptor* desc) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(desc) : "memory");

@@ -8,7 +8,8 @@ import pytest
 
 import fp8gemm_core as fg
 from fp8gemm_core import reference as ref
-from fp8gemm_core.arrays import DeviceArray
+from fp8gemm_core.arrays import DeviceArray, StridedView
+from fp8gemm_core.heuristics import choose_gemm_config
 
 from gpu_support import requires_gpu
 
@@ -185,6 +186,40 @@ def test_contiguous_offsets_unaligned(groups, mean):
         if r.size:
             check_rows(got[r], a8[r], sfa[r], b8[g], sfb[g], BF16, seed)
     assert np.isnan(got[ends[-1]:].astype(np.float32)).all(), "rows past the last group were written"
+
+
+@requires_gpu
+@pytest.mark.parametrize("form", ["m_indices", "offsets"])
+def test_contiguous_m_major_scales(form):
+    # M-major sfa with large tiles: full tiles of groups starting at a multiple of 4 rows
+    # take the bulk scale copy, the others the per-row path; both must match the reference.
+    rng, seed = _rng()
+    groups, n, k = 4, 2048, 768
+    sizes = group_sizes(rng, groups, 900)
+    if form == "m_indices":
+        idx, rows = padded_layout(sizes, fg.get_m_alignment_for_contiguous_layout())
+        m = idx.size
+        group_arg = {"m_indices": to_dev(idx)}
+    else:
+        ends = np.cumsum(sizes).astype(np.int32)
+        m = int(ends[-1])
+        rows = [np.arange(e - z, e) for z, e in zip(sizes, ends)]
+        group_arg = {"offsets": to_dev(ends)}
+    cfg = choose_gemm_config(-(-m // groups), n, k, 132, 2, num_groups=groups)
+    assert cfg.block_m >= 128 and cfg.block_n >= 128, cfg  # the tiles that copy scales in bulk
+    a8, sfa = quantized_a(rng, m, k)
+    b8, sfb = quantized_b(rng, groups, n, k)
+    ld = -(-m // 4) * 4
+    buf = np.zeros((sfa.shape[1], ld), np.float32)
+    buf[:, :m] = sfa.T
+    sfa_mmajor = StridedView(to_dev(buf), (m, sfa.shape[1]), (1, ld))
+    out = to_dev(np.full((m, n), np.nan, BF16))
+    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(a8), sfa_mmajor), (to_dev(b8), to_dev(sfb)), out,
+                                        **group_arg)
+    got = out.to_numpy()
+    for g, r in enumerate(rows):
+        if r.size:
+            check_rows(got[r], a8[r], sfa[r], b8[g], sfb[g], BF16, seed)
 
 
 @requires_gpu
