@@ -307,7 +307,11 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // scales are one aligned contiguous run (M-major sfa, full tile), one bulk copy per
       // stage moves them (measured +2-7%; on 64x16 tiles it lost 11%, so small tiles keep
       // the other way); otherwise one 4-byte cp.async per row (any layout, rows clamped).
-      constexpr bool kBulkScales = BLOCK_M >= 128 && BLOCK_N >= 128;
+#ifndef FP8GEMM_BULK_SCALES_MIN_TILE  // experiments (scripts/ab_options.sh) may lower it
+#define FP8GEMM_BULK_SCALES_MIN_TILE 128
+#endif
+      constexpr int kBulkMin = FP8GEMM_BULK_SCALES_MIN_TILE;
+      constexpr bool kBulkScales = BLOCK_M >= kBulkMin && BLOCK_N >= kBulkMin;
       const u32 lane = ptx::lane_id();
       const i32 num_n_scale_blocks = (N + 127) / 128;
       u32 it = 0;
