@@ -85,8 +85,9 @@ struct Tile {
 // Grouped: group after group, each group's rows tiled like a small dense problem.
 // Every role (producer, scale loader, each consumer warp) walks the same sequence.
 // The grouped walk is warp-cooperative (all 32 lanes call next()): the lanes hold a
-// window of 32 groups and their tile counts, so finding a tile's group costs one
-// load round trip per 32 groups, not one per group.
+// window of 32 groups' cumulative tile counts, so finding a tile's group costs one
+// load round trip per 32 groups, not one per group. (Only the counts stay in
+// registers: the 192-row consumers have none to spare.)
 template <int BLOCK_M, int BLOCK_N, int kClusterM, bool kGrouped>
 struct TileWalker {
   TileScheduler<kClusterM> dense;
@@ -94,30 +95,30 @@ struct TileWalker {
   i32 n_blocks, group_n, M;
   i32 t, step;
   u32 rank;
-  i32 g0 = 0, before = 0, window_total = 0;  // window of groups [g0, g0 + 32); tiles before g0
-  i32 lane_start = 0, lane_end = 0, lane_incl = 0;  // this lane's group and inclusive tile count
+  i32 g0 = 0;         // the window: groups [g0, g0 + 32)
+  i32 lane_incl = 0;  // tiles of all groups up to this lane's, inclusive
 
   DEVICE TileWalker(const GroupRows& groups, i32 m, i32 n, i32 group, i32 first, i32 stride, u32 r)
       : dense((m + BLOCK_M - 1) / BLOCK_M, (n + BLOCK_N - 1) / BLOCK_N, group), rows(groups),
         n_blocks((n + BLOCK_N - 1) / BLOCK_N), group_n(group), M(m), t(first), step(stride), rank(r) {
-    if constexpr (kGrouped) load_window();
+    if constexpr (kGrouped) load_window(0);
   }
 
-  DEVICE void load_window() {
+  // The window at g0; `before` tiles come before its first group.
+  DEVICE void load_window(i32 before) {
     const i32 g = g0 + i32(ptx::lane_id());
-    i32 tiles = 0;
-    lane_start = lane_end = 0;
+    lane_incl = 0;
     if (g < rows.num_groups) {
-      rows.bounds(g, lane_start, lane_end);
-      tiles = (lane_end - lane_start + BLOCK_M - 1) / BLOCK_M * n_blocks;
+      i32 start, end;
+      rows.bounds(g, start, end);
+      lane_incl = (end - start + BLOCK_M - 1) / BLOCK_M * n_blocks;
     }
-    lane_incl = tiles;
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) {
       const i32 v = __shfl_up_sync(0xffffffffu, lane_incl, d);
       if (i32(ptx::lane_id()) >= d) lane_incl += v;
     }
-    window_total = __shfl_sync(0xffffffffu, lane_incl, 31);
+    lane_incl += before;
   }
 
   DEVICE bool next(Tile& tile) {
@@ -127,19 +128,18 @@ struct TileWalker {
       dense.tile(t, rank, mb, nb);
       tile = Tile{0, mb * BLOCK_M, M, nb * BLOCK_N};
     } else {
-      while (t >= before + window_total) {
+      for (i32 total; t >= (total = __shfl_sync(0xffffffffu, lane_incl, 31));) {
         if (g0 + 32 >= rows.num_groups) return false;
-        before += window_total;
         g0 += 32;
-        load_window();
+        load_window(total);
       }
-      const u32 hit = __ffs(__ballot_sync(0xffffffffu, before + lane_incl > t)) - 1;
-      const i32 start = __shfl_sync(0xffffffffu, lane_start, hit);
-      const i32 end = __shfl_sync(0xffffffffu, lane_end, hit);
+      const u32 hit = __ffs(__ballot_sync(0xffffffffu, lane_incl > t)) - 1;
       const i32 incl = __shfl_sync(0xffffffffu, lane_incl, hit);
+      i32 start, end;
+      rows.bounds(g0 + i32(hit), start, end);  // same address in every lane: one load
       const i32 m_blocks = (end - start + BLOCK_M - 1) / BLOCK_M;
       const TileScheduler<1> group_sched(m_blocks, n_blocks, min(group_n, n_blocks));
-      group_sched.tile(t - (before + incl - m_blocks * n_blocks), 0, mb, nb);
+      group_sched.tile(t - (incl - m_blocks * n_blocks), 0, mb, nb);
       tile = Tile{g0 + i32(hit), start + mb * BLOCK_M, end, nb * BLOCK_N};
     }
     t += step;

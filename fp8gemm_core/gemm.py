@@ -78,7 +78,7 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     (grouped: no clusters, no C): for AOT builds and spill checks."""
     specs = []
     tiles = [(bm, bn) for bm in (64, 128) for bn in candidate_block_ns()]
-    tiles += [t for t in LARGE_TILE_SPEED if t not in tiles]  # the 192-row ones: dense only
+    tiles += [t for t in LARGE_TILE_SPEED if t not in tiles]  # the 192-row ones
     for bm, bn in tiles:
         for out_fp32 in (False, True):
             for tma_store in (False, True):
@@ -88,7 +88,7 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
                                      overlap=uses_overlap(bm, bn), staged_out_bytes=staged)
                     for c_mode in (0, 1, 2):
                         specs.append(_kernel_spec(cfg, out_fp32, c_mode))
-                    if cluster_m == 1 and bm <= 128:
+                    if cluster_m == 1:
                         specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
     return specs
 

@@ -35,15 +35,16 @@ __all__ = ["m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm_nt_masked",
            "get_m_alignment_for_contiguous_layout"]
 
 I32 = np.dtype(np.int32)
-M_ALIGNMENT = 128  # the largest BLOCK_M
+M_ALIGNMENT = 128  # DeepGEMM's value, which users already pad to
 
 
 def get_m_alignment_for_contiguous_layout() -> int:
     """Row alignment to pad each group of the contiguous layout to (DeepGEMM's helper).
 
-    Not required for correctness here: any group sizes work. Groups that start at a
-    multiple of it never share an M tile with the next group, so no rows are computed
-    for nothing and every full tile is stored with TMA.
+    Not required for correctness here: any group sizes work (tiles start at each group's
+    first row and never span two groups). With groups padded to it, each 64-row part of
+    a tile lies wholly inside or outside its group, so every output row goes out with
+    TMA stores.
     """
     return M_ALIGNMENT
 

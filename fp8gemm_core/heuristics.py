@@ -6,10 +6,10 @@ Among shapes with the fewest waves we prefer the fullest last wave, then the
 larger tile (more reuse of each byte loaded). BLOCK_N runs in steps of 16,
 non-powers of two included, which is what lets e.g. N=7168 fill 132 SMs.
 
-Large dense problems (both M and N at least LARGE_MN) are compute-bound: there the
-choice is among a few big tiles whose speed per unit of area was measured, and the
-cost is waves x tile area / that speed (a narrower tile may win by filling the last
-wave better, as 128x128 does at 4096x4096).
+Large problems (M, or the rows of each group of a grouped GEMM, and N at least
+LARGE_MN) are compute-bound: there the choice is among a few big tiles whose speed
+per unit of area was measured, and the cost is waves x tile area / that speed (a
+narrower tile may win by filling the last wave better, as 128x128 does at 4096x4096).
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ MAX_STAGES = 24           # small tiles: deep pipelines keep enough bytes in fli
 MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
 MAX_OVERLAP_N = 128          # above this a third accumulator (for overlap) no longer fits
 GROUP_N = 16                 # N-blocks per rasterization band
-LARGE_MN = 1024              # M and N from which a dense GEMM is chosen by LARGE_TILE_SPEED
+LARGE_MN = 1024              # M (rows per group) and N from which tiles come from LARGE_TILE_SPEED
 # Output tile (BLOCK_M, BLOCK_N) -> throughput per unit of computed tile area (padding
 # included), relative; H100, mean over six large shapes (docs/perf-log.md, session 4). 192-row tiles
-# run three consumer warpgroups; they are for dense GEMMs only (the grouped layouts
-# promise a row alignment of 128).
+# run three consumer warpgroups.
 LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93}
 
 _num_sms_override: int | None = None
@@ -110,7 +109,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     group is tiled on its own, and no CTA pairs are used, even for one group); None: dense.
     """
     block_ms = candidate_block_ms(m)
-    large = num_groups is None and m >= LARGE_MN and n >= LARGE_MN
+    large = m >= LARGE_MN and n >= LARGE_MN
 
     def cluster(m_blocks: int) -> int:
         return _cluster_m(m_blocks, num_sms) if num_groups is None else 1

@@ -9,7 +9,7 @@ import pytest
 import fp8gemm_core as fg
 from fp8gemm_core import reference as ref
 from fp8gemm_core.arrays import DeviceArray, StridedView
-from fp8gemm_core.heuristics import choose_gemm_config
+from fp8gemm_core.heuristics import choose_gemm_config, get_num_sms
 
 from gpu_support import requires_gpu
 
@@ -220,6 +220,36 @@ def test_contiguous_m_major_scales(form):
     for g, r in enumerate(rows):
         if r.size:
             check_rows(got[r], a8[r], sfa[r], b8[g], sfb[g], BF16, seed)
+
+
+@requires_gpu
+@pytest.mark.parametrize("form", ["m_indices", "offsets"])
+def test_contiguous_large_groups(form):
+    # Groups of over 1024 rows take the large-GEMM tiles (192 rows: three consumer
+    # warpgroups). Unpadded sizes end tiles inside a 64-row part (register stores).
+    rng, seed = _rng()
+    groups, n, k = 3, 1024, 512
+    sizes = rng.integers(1650, 1950, size=groups)  # where 192x128 tiles fill the waves best
+    if form == "m_indices":
+        idx, rows = padded_layout(sizes, fg.get_m_alignment_for_contiguous_layout())
+    else:
+        ends = np.cumsum(sizes).astype(np.int32)
+        rows = [np.arange(e - s, e) for s, e in zip(sizes, ends)]
+        idx = np.zeros(int(ends[-1]), np.int32)
+    m = idx.size
+    cfg = choose_gemm_config(-(-m // groups), n, k, get_num_sms(), 2, num_groups=groups)
+    assert cfg.block_m == 192, cfg
+    a8, sfa = quantized_a(rng, m, k)
+    b8, sfb = quantized_b(rng, groups, n, k)
+    out = to_dev(np.full((m, n), np.nan, BF16))
+    group_arg = {"m_indices": to_dev(idx)} if form == "m_indices" else {"offsets": to_dev(ends)}
+    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                                        **group_arg)
+    got = out.to_numpy()
+    for g, r in enumerate(rows):
+        check_rows(got[r], a8[r], sfa[r], b8[g], sfb[g], BF16, seed)
+    if form == "m_indices":
+        assert np.isnan(got[idx < 0].astype(np.float32)).all(), "padding rows were written"
 
 
 @requires_gpu

@@ -52,7 +52,13 @@ def test_large_shapes_choose_among_the_measured_tiles():
     assert (cfg.block_m, cfg.block_n) == (128, 128)
 
 
-def test_192_row_tiles_are_dense_only_and_never_overlap():
+def test_192_row_tiles_never_overlap_and_serve_large_groups():
     assert not h.uses_overlap(192, 128)
-    for groups, m in [(1, 8192), (4, 8192), (2, 4096)]:
+    # Groups of 8192 rows are large GEMMs of their own: 192x128 (42 waves) beats 128x128 (63).
+    cfg = h.choose_gemm_config(8192, 4096, 7168, 132, 2, num_groups=4)
+    assert (cfg.block_m, cfg.block_n) == (192, 128)
+    # Few rows per group stay on the small-problem rule (<= 128 rows).
+    for groups, m in [(8, 512), (32, 64), (1, 1000)]:
         assert h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups).block_m <= 128
+
+
