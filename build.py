@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _compile(spec: tuple[str, str, str]) -> jit.CompiledKernel:
     source, name, prelude = spec
-    return jit.compile_kernel(source, name, prelude=prelude)
+    # FP8GEMM_CORE_NVRTC_OPTIONS (kernel experiments) is part of the key, as at run time.
+    return jit.compile_kernel(source, name, prelude=prelude, options=gemm._extra_nvrtc_options())
 
 
 def _report(compiled) -> int:

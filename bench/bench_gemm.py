@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python bench/bench_gemm.py [--quick] [--reps N]
 
-Kernel time from CUDA events with L2 flushed before every call, median of --reps.
+Kernel time with L2 flushed before every call: CUDA events, median of --reps, or with
+--clock cupti the kernels' own durations (CUPTI via torch.profiler), mean of --reps.
 cuBLAS blockwise (1x128 / 128x128 scales, same recipe as ours) and per-tensor FP8
 run in the same process when torch is importable. Writes bench/results/gemm-*.json
 and prints the table last.
@@ -40,6 +41,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="only a few shapes")
     ap.add_argument("--shapes", type=str, default="", help="M,N,K;M,N,K;...")
+    ap.add_argument("--clock", choices=("events", "cupti"), default="events",
+                    help="events around each call, or CUPTI kernel durations (needs torch)")
     ap.add_argument("--no-cluster", action="store_true",
                     help="A/B experiment: force cluster_m = 1 (no TMA multicast)")
     ap.add_argument("--block-m", type=int, default=0, help="A/B experiment: force BLOCK_M (64/128/192)")
@@ -70,7 +73,9 @@ def main() -> None:
     except ImportError:
         has_torch = False
     stream = torch.cuda.current_stream().cuda_stream if has_torch else 0
-    timer = Timer(stream)
+    if args.clock == "cupti" and not has_torch:
+        sys.exit("bench_gemm: --clock cupti reads CUPTI through torch.profiler; torch is not importable")
+    timer = Timer(stream, clock=args.clock)
     dev = driver.get_device(0)
     rng = np.random.default_rng()
     rows = []
@@ -121,14 +126,16 @@ def main() -> None:
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     path = os.path.join(os.path.dirname(__file__), "results", f"gemm-{stamp}.json")
     with open(path, "w") as f:
-        json.dump(dict(device=dev.name, sms=dev.num_sms, date=stamp, torch=has_torch, rows=rows), f,
+        json.dump(dict(device=dev.name, sms=dev.num_sms, date=stamp, torch=has_torch, clock=args.clock,
+                       rows=rows), f,
                   indent=1)
     out_dir = os.environ.get("OUT")
     if out_dir:
         with open(os.path.join(out_dir, f"gemm-{stamp}.json"), "w") as f:
-            json.dump(dict(device=dev.name, date=stamp, rows=rows), f, indent=1)
+            json.dump(dict(device=dev.name, date=stamp, clock=args.clock, rows=rows), f, indent=1)
 
-    print(f"\nFP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, median of {args.reps}, L2 flushed")
+    print(f"\nFP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, {args.reps} calls, L2 flushed, "
+          f"clock: {args.clock}")
     print(f"{'M':>5} {'N':>6} {'K':>6} | {'ours':>6} {'cuBLASb':>7} {'cuBLASt':>7} | {'x blk':>5} "
           f"{'x tns':>5} | {'GB/s':>5} {'DG(H200)':>8} {'err':>7}  config")
     ratios_b = []

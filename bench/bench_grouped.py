@@ -52,6 +52,8 @@ def m_major(rng, rows, kg, stream):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--clock", choices=("events", "cupti"), default="events",
+                    help="events around each call, or CUPTI kernel durations (needs torch)")
     args = ap.parse_args()
     if not driver.is_available():
         print("bench_grouped: no CUDA GPU here; nothing to measure.")
@@ -62,7 +64,9 @@ def main() -> None:
     except ImportError:
         has_torch = False
     stream = torch.cuda.current_stream().cuda_stream if has_torch else 0
-    timer = Timer(stream)
+    if args.clock == "cupti" and not has_torch:
+        sys.exit("bench_grouped: --clock cupti reads CUPTI through torch.profiler; torch is not importable")
+    timer = Timer(stream, clock=args.clock)
     dev = driver.get_device(0)
     rng = np.random.default_rng(7)
     bf16 = ml_dtypes.bfloat16
@@ -127,13 +131,14 @@ def main() -> None:
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    result = dict(device=dev.name, sms=dev.num_sms, date=stamp, torch=has_torch, rows=rows_out)
+    result = dict(device=dev.name, sms=dev.num_sms, date=stamp, torch=has_torch, clock=args.clock,
+                  rows=rows_out)
     for folder in filter(None, (os.path.join(os.path.dirname(__file__), "results"), os.environ.get("OUT"))):
         with open(os.path.join(folder, f"grouped-{stamp}.json"), "w") as f:
             json.dump(result, f, indent=1)
 
-    print(f"\nGrouped FP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, median of {args.reps}, "
-          "L2 flushed, TFLOPS of useful work")
+    print(f"\nGrouped FP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, {args.reps} calls, "
+          f"L2 flushed, clock: {args.clock}, TFLOPS of useful work")
     print(f"{'layout':>10} {'G':>3} {'rows':>5} {'+-':>4} {'N':>5} {'K':>5} | {'ours':>5} {'dense':>5} "
           f"{'padded':>6} {'cuBLAS':>6} | {'/dense':>6} {'/padded':>7} {'/cuBLAS':>7} {'DG(H200)':>8}")
     for r in rows_out:

@@ -1,7 +1,11 @@
-"""Kernel timing for the benches: CUDA events around each call, L2 flushed before it.
+"""Kernel timing for the benches, L2 flushed before each call.
 
-Framework-free (driver API through fp8gemm_core.driver), so the same clock times
-our kernels and, where torch is importable, cuBLAS on the same stream.
+Two clocks, both timing our kernels and cuBLAS alike:
+  events  CUDA events around each call (framework-free); includes the GPU-side gap
+          between the event and the kernel, about a microsecond, which matters only for
+          the smallest shapes.
+  cupti   the kernels' own durations from CUPTI (through torch.profiler, the CUPTI binding
+          the bench machines have): the clock DeepGEMM's and most published figures use.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ GATE_FLUSHES = 40  # ~3 ms of memsets queued ahead of the timed calls
 
 
 class Timer:
-    def __init__(self, stream: int = 0, device: int = 0):
+    def __init__(self, stream: int = 0, device: int = 0, clock: str = "events"):
+        if clock not in ("events", "cupti"):
+            raise ValueError(f"clock: expected 'events' or 'cupti', got {clock!r}")
         self.stream = stream
+        self.clock = clock
         self.dev = driver.get_device(device)
         with self.dev.activate():
             self.flush_buf = DeviceArray.empty((FLUSH_BYTES // 4,), np.uint32, device=device,
@@ -32,7 +39,11 @@ class Timer:
 
     def median_ms(self, fn: Callable[[], object], reps: int = 20, warmup: int = 3,
                   flush: bool = True) -> float:
-        """Median kernel time of ``fn`` in milliseconds (L2 flushed before each call)."""
+        """Kernel time of ``fn`` in milliseconds (L2 flushed before each call): the median
+        over ``reps`` calls with events; with CUPTI the mean (the sum of every kernel the
+        calls ran, memsets excluded, over ``reps``)."""
+        if self.clock == "cupti":
+            return self._cupti_ms(fn, reps, warmup, flush)
         with self.dev.activate():
             for _ in range(warmup):
                 fn()
@@ -54,6 +65,31 @@ class Timer:
                 driver.call(cu.cuEventDestroy, s)
                 driver.call(cu.cuEventDestroy, e)
         return statistics.median(times)
+
+    def _cupti_ms(self, fn: Callable[[], object], reps: int, warmup: int, flush: bool) -> float:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+        with self.dev.activate():
+            for _ in range(warmup):
+                fn()
+            driver.stream_synchronize(self.stream)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for i in range(GATE_FLUSHES):
+                    self._flush(i)
+                for i in range(reps):
+                    if flush:
+                        self._flush(i)
+                    fn()
+                driver.stream_synchronize(self.stream)
+        total_us, kernels = 0.0, 0
+        for ev in prof.key_averages():
+            if ev.device_type != torch.autograd.DeviceType.CUDA or "memset" in ev.key.lower():
+                continue
+            total_us += getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0.0)
+            kernels += ev.count
+        if kernels < reps:
+            raise RuntimeError(f"CUPTI saw {kernels} kernels for {reps} calls")
+        return total_us / reps / 1e3
 
 
 def random_fp8_bytes(rng: np.random.Generator, shape) -> np.ndarray:
