@@ -33,6 +33,10 @@ LARGE_MN = 1024              # M (rows per group) and N from which tiles come fr
 # included), relative; H100, mean over six large shapes (docs/perf-log.md, session 4). 192-row tiles
 # run three consumer warpgroups.
 LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93}
+# A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
+# about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
+# H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
+EPILOGUE_K = 110
 
 _num_sms_override: int | None = None
 _lock = threading.Lock()
@@ -126,7 +130,9 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         waves = math.ceil(tiles / num_sms)
         last_wave_fill = tiles / (waves * num_sms)
         if large:
-            key = (waves * bm * bn / LARGE_TILE_SPEED[bm, bn],)
+            # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
+            # epilogue, whose time grows with the tile's width only.
+            key = (waves * bn * (bm * k / LARGE_TILE_SPEED[bm, bn] + 128 * EPILOGUE_K),)
         else:
             # Fewest waves, then fullest last wave, then the largest tile area; among equal
             # areas the squarest tile (fewest bytes of A and B per FLOP: these small shapes
