@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--block-m", type=int, default=0, help="A/B experiment: force BLOCK_M (64/128/192)")
     ap.add_argument("--block-n", type=int, default=0, help="A/B experiment: force BLOCK_N")
     ap.add_argument("--overlap", type=int, default=None, help="A/B experiment: force overlap 0/1")
+    ap.add_argument("--group-n", type=int, default=0,
+                    help="A/B experiment: N-blocks per rasterization band (heuristics.GROUP_N)")
     ap.add_argument("--tile", type=str, default="",
                     help="A/B experiment: force BLOCK_MxBLOCK_N for every shape, large ones included (e.g. 192x128)")
     args = ap.parse_args()
@@ -58,6 +60,8 @@ def main() -> None:
         heuristics.candidate_block_ms = lambda m: [args.block_m]
     if args.block_n:  # A/B experiments: force one tile width
         heuristics.candidate_block_ns = lambda: [args.block_n]
+    if args.group_n:
+        heuristics.GROUP_N = args.group_n
     if args.tile:
         bm, bn = (int(v) for v in args.tile.lower().split("x"))
         heuristics.candidate_block_ms = lambda m: [bm]

@@ -84,12 +84,14 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
             for tma_store in (False, True):
                 staged = (4 if out_fp32 else 2) if tma_store else 0
                 for cluster_m in (1, 2):
-                    cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
-                                     overlap=uses_overlap(bm, bn), staged_out_bytes=staged)
-                    for c_mode in (0, 1, 2):
-                        specs.append(_kernel_spec(cfg, out_fp32, c_mode))
-                    if cluster_m == 1:
-                        specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
+                    # (Overlap is used only up to two waves of tiles: both loops are shipped.)
+                    for overlap in dict.fromkeys((uses_overlap(bm, bn), False)):
+                        cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
+                                         overlap=overlap, staged_out_bytes=staged)
+                        for c_mode in (0, 1, 2):
+                            specs.append(_kernel_spec(cfg, out_fp32, c_mode))
+                        if cluster_m == 1:
+                            specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
     return specs
 
 
