@@ -149,6 +149,11 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     # is faster (H200, perf log session 6: 128x128 at 4096x4096x7168 +2.3% without it,
     # 512x4096x7168 -3.8%).
     overlap = uses_overlap(bm, bn) and count_tiles(bm, bn) <= 2 * num_sms
+    if large and num_groups is None and (bm, bn) == (128, 128) and not overlap:
+        # Measured (H200, perf log session 6): these pairs cost more in coupling than the
+        # halved B traffic saves (+1.7-1.9% without; 128x160 / 192x128 / 128x192 gain 1-8%
+        # from pairs).
+        cm = 1
     return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes),
                       group_n=min(GROUP_N, n_blocks), num_sms=min(num_sms, count_tiles(bm, bn)) // cm * cm,
                       cluster_m=cm, overlap=overlap, staged_out_bytes=staged_out_bytes)

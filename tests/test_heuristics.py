@@ -86,5 +86,5 @@ def test_overlap_only_up_to_two_waves():
     # (H200: +2.5% at 4096x4096x7168 without overlap, -3.8% at 512x4096x7168).
     many = h.choose_gemm_config(4096, 4096, 7168, 132, 2)
     few = h.choose_gemm_config(1024, 4096, 7168, 132, 2)
-    assert (many.block_m, many.block_n, many.overlap) == (128, 128, False)
+    assert (many.block_m, many.block_n, many.overlap, many.cluster_m) == (128, 128, False, 1)
     assert (few.block_m, few.block_n, few.overlap) == (128, 128, True)
