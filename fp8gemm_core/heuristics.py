@@ -160,12 +160,13 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
 
 
 def uses_overlap(block_m: int, block_n: int) -> bool:
-    """Whether to promote one K block while the next one's wgmma run.
+    """Whether a tile may promote one K block while the next one's wgmma run.
 
     Measured on an H100 after v9 (docs/perf-log.md): +1-2% with 128x128 tiles, within
     noise (+-2%) with 16/32-wide tiles, so it is used from 64-wide tiles up to the widest
     whose third accumulator fits in registers (never with 192-row tiles: their three
-    consumer warpgroups have 160 registers each).
+    consumer warpgroups have 160 registers each). ``choose_gemm_config`` uses it only up
+    to two waves of tiles (H200, session 6).
     """
     return block_m <= 128 and 64 <= block_n <= MAX_OVERLAP_N
 
