@@ -54,7 +54,17 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--clock", choices=("events", "cupti"), default="events",
                     help="events around each call, or CUPTI kernel durations (needs torch)")
+    ap.add_argument("--only", choices=("contiguous", "masked"), default=None,
+                    help="run one layout's shapes only")
+    ap.add_argument("--tile", type=str, default="",
+                    help="A/B experiment: force BLOCK_MxBLOCK_N for every shape (e.g. 256x128)")
     args = ap.parse_args()
+    if args.tile:
+        from fp8gemm_core import heuristics
+        bm, bn = (int(v) for v in args.tile.lower().split("x"))
+        heuristics.candidate_block_ms = lambda m: [bm]
+        heuristics.candidate_block_ns = lambda: [bn]
+        heuristics.LARGE_TILE_SPEED = {(bm, bn): 1.0}
     if not driver.is_available():
         print("bench_grouped: no CUDA GPU here; nothing to measure.")
         return
@@ -72,7 +82,7 @@ def main() -> None:
     bf16 = ml_dtypes.bfloat16
     rows_out = []
 
-    for (G, mean, N, K), dg in CONTIGUOUS:
+    for (G, mean, N, K), dg in (CONTIGUOUS if args.only != "masked" else []):
         kg = math.ceil(K / 128)
         B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
         SB = DeviceArray.from_numpy(scales(rng, (G, math.ceil(N / 128), kg)), 0, stream)
@@ -114,7 +124,7 @@ def main() -> None:
             rows_out.append(row)
             print(json.dumps(row), flush=True)
 
-    for (G, m, N, K), dg in MASKED:
+    for (G, m, N, K), dg in (MASKED if args.only != "contiguous" else []):
         kg = math.ceil(K / 128)
         A = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, m, K)), 0, stream)
         SA = DeviceArray.from_numpy(scales(rng, (G, m, kg)), 0, stream)

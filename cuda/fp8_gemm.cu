@@ -179,6 +179,11 @@ DEVICE void promote_split(i32 split_j, float (&acc)[N / 2], const float (&part)[
 
 constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
+// Consumer warpgroups of a BLOCK_M-row tile: one per 64 rows, except 256-row tiles,
+// where each of two warpgroups runs its 128 rows as two 64-row "m-waves" (three or four
+// warpgroups would leave too few registers for their accumulators).
+constexpr int math_warpgroups(int block_m) { return block_m == 256 ? 2 : block_m / 64; }
+
 }  // namespace fp8gemm
 
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
@@ -191,7 +196,7 @@ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
           int kTmaStore, int kGrouped>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
-__global__ void __launch_bounds__((BLOCK_M / 64 + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
+__global__ void __launch_bounds__((fp8gemm::math_warpgroups(BLOCK_M) + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const __grid_constant__ TmaDescriptor tmap_b,
             const __grid_constant__ TmaDescriptor tmap_d,
@@ -202,12 +207,15 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const i32* group_starts, const i32* group_ends, const i32* group_counts,
             i32 group_stride, i32 num_groups, i64 sfa_stride_g, i64 sfb_stride_g) {
   using namespace fp8gemm;
-  constexpr int kMathWarpgroups = BLOCK_M / 64;
+  constexpr int kMathWarpgroups = math_warpgroups(BLOCK_M);
+  constexpr int kMWaves = BLOCK_M / 64 / kMathWarpgroups;  // 64-row slices per consumer warpgroup
   constexpr u32 kTileBytesA = BLOCK_M * kBlockK;
   constexpr u32 kTileBytesB = BLOCK_N * kBlockK;
   // A tile that straddles a 128-column scale block of B needs two B scales.
   constexpr bool kTwoScaleBlocks = (128 % BLOCK_N) != 0;
-  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 192, "BLOCK_M must be 64, 128 or 192");
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 192 || BLOCK_M == 256,
+                "BLOCK_M must be 64, 128, 192 or 256");
+  static_assert(kMWaves == 1 || !kOverlap, "m-waves leave no registers for a second partial");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N >= 8 && BLOCK_N <= 256, "bad BLOCK_N");
   // Each CTA of a cluster loads BLOCK_N / CLUSTER_M rows of B; the slices must keep
   // the 1024-byte alignment of the 128-byte swizzle pattern.
@@ -361,13 +369,17 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   const u32 wg = math_tid / kWarpgroup;
   const u32 lane = ptx::lane_id();
   // wgmma accumulator layout: this thread holds rows r and r + 8 of its warp's
-  // 16 rows, and columns 8j + 2(lane % 4) + {0, 1} for every j.
-  const i32 row_in_tile = wg * 64 + (warp - 4 - wg * 4) * 16 + lane / 4;
+  // 16 rows, and columns 8j + 2(lane % 4) + {0, 1} for every j. Warpgroup wg owns the
+  // tile's 64-row slices wg * kMWaves + w, one per m-wave w.
+  // (Computed as before m-waves existed: other forms made ptxas spill in the older kernels.)
+  const i32 row_in_tile0 = wg * kMWaves * 64 + (warp - 4 - wg * 4) * 16 + lane / 4;
+  auto row_in_tile = [&](int w) { return row_in_tile0 + w * 64; };
   const i32 col_in_chunk = (lane % 4) * 2;
-  // Lower descriptor halves of this warpgroup's A rows and of B in stage 0; stage s is
-  // s * (tile bytes / 16) further, K step kk (32 bytes inside the swizzle atom) 2 * kk.
-  // (The warpgroup index from the warp-uniform warp index keeps these in uniform registers.)
-  const u32 desc_a0 = ptx::smem_desc_lo_sw128(smem_a + (warp - 4) / 4 * 64 * kBlockK);
+  // Lower descriptor halves of this warpgroup's first A slice and of B in stage 0; stage
+  // s is s * (tile bytes / 16) further, m-wave w 64 rows (512 x 16 bytes) further, K step
+  // kk (32 bytes inside the swizzle atom) 2 * kk. (The warpgroup index from the
+  // warp-uniform warp index keeps these in uniform registers.)
+  const u32 desc_a0 = ptx::smem_desc_lo_sw128(smem_a + (warp - 4) / 4 * kMWaves * 64 * kBlockK);
   const u32 desc_b0 = ptx::smem_desc_lo_sw128(smem_b);
 
   // Position in the ring of stages: index and the parity of the pass over the ring.
@@ -376,26 +388,30 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     DEVICE RingPos next() const { return s + 1 == STAGES ? RingPos{0, phase ^ 1} : RingPos{s + 1, phase}; }
   };
 
-  float acc[BLOCK_N / 2];
+  float acc[kMWaves][BLOCK_N / 2];
   float part[BLOCK_N / 2];
   float part2[kOverlap ? BLOCK_N / 2 : 1];
   RingPos pos;
   auto tiles = walker();
   for (Tile tile; tiles.next(tile);) {
     const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
-    const i32 row0 = m0 + row_in_tile, row1 = row0 + 8;
+    const i32 row0_first = m0 + row_in_tile(0), row1_first = row0_first + 8;  // m-wave w: 64 w further
     const i32 sb_block0 = n0 / 128;
     // First 8-column chunk of the tile in the second scale block (warp-uniform).
     const i32 split_j = ((sb_block0 + 1) * 128 - n0) / 8;
 
 #pragma unroll
-    for (int i = 0; i < BLOCK_N / 2; ++i) acc[i] = 0.f;
+    for (int w = 0; w < kMWaves; ++w) {
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 2; ++i) acc[w][i] = 0.f;
+    }
 
-    // Wait for stage at's data, issue its four wgmma into p (not waited), and read its
-    // scales for this thread's rows and the tile's B block(s) into sc.
-    auto issue = [&](float (&p)[BLOCK_N / 2], RingPos at, float (&sc)[4]) {
-      ptx::mbar_wait(&full[at.s], at.phase);
-      const u32 desc_a = desc_a0 + at.s * (kTileBytesA / 16), desc_b = desc_b0 + at.s * (kTileBytesB / 16);
+    // Wait for stage at's data (first m-wave), issue m-wave w's four wgmma into p (not
+    // waited), and read its scales for this thread's rows and the tile's B block(s) into sc.
+    auto issue = [&](float (&p)[BLOCK_N / 2], RingPos at, float (&sc)[4], int w = 0) {
+      if (w == 0) ptx::mbar_wait(&full[at.s], at.phase);
+      const u32 desc_a = desc_a0 + at.s * (kTileBytesA / 16) + w * (64 * kBlockK / 16);
+      const u32 desc_b = desc_b0 + at.s * (kTileBytesB / 16);
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
       ptx::wgmma_fence();
@@ -409,18 +425,19 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // The scales are only needed to promote: read them once the wgmma are on their way,
       // so the wait for the loads cannot delay the issue.
       const float* scales = smem_scales + at.s * kScaleStride;
-      sc[0] = scales[row_in_tile];
-      sc[1] = scales[row_in_tile + 8];
+      sc[0] = scales[row_in_tile(w)];
+      sc[1] = scales[row_in_tile(w) + 8];
       sc[2] = scales[BLOCK_M];
       sc[3] = scales[BLOCK_M + 1];
     };
-    // Once stage at's wgmma are complete: release the stage, promote p into acc.
-    auto retire = [&](float (&p)[BLOCK_N / 2], RingPos at, const float (&sc)[4]) {
+    // Once m-wave w of stage at's wgmma are complete: release the stage (after its last
+    // m-wave), promote p into acc[w].
+    auto retire = [&](float (&p)[BLOCK_N / 2], RingPos at, const float (&sc)[4], int w = 0) {
 #pragma unroll
       for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
       // This warp is done reading the stage (its scales are in registers since issue);
       // the producers (ours and the peer's, which multicasts half of B into it) may refill it.
-      if (lane == 0) {
+      if (lane == 0 && w == kMWaves - 1) {
         if constexpr (CLUSTER_M > 1) {
 #pragma unroll
           for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[at.s], r);
@@ -432,19 +449,22 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       return;
 #endif
       if constexpr (kTwoScaleBlocks) {
-        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc, p, sc[0], sc[1], sc[2], sc[3]);
+        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc[w], p, sc[0], sc[1], sc[2], sc[3]);
       } else {
-        promote<BLOCK_N, BLOCK_N / 8>(acc, p, sc[0], sc[1], sc[2], sc[2]);
+        promote<BLOCK_N, BLOCK_N / 8>(acc[w], p, sc[0], sc[1], sc[2], sc[2]);
       }
     };
 
     if constexpr (!kOverlap) {
       // Unrolled by two: measured 9% faster than the plain loop (docs/perf-log.md, v6).
       auto step = [&]() {
-        float sc[4];
-        issue(part, pos, sc);
-        ptx::wgmma_wait<0>();
-        retire(part, pos, sc);
+#pragma unroll
+        for (int w = 0; w < kMWaves; ++w) {
+          float sc[4];
+          issue(part, pos, sc, w);
+          ptx::wgmma_wait<0>();
+          retire(part, pos, sc, w);
+        }
         pos = pos.next();
       };
       for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
@@ -476,71 +496,95 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
     }
 
-    // Epilogue. The value of (row, col) of this thread's fragment, C added.
-    auto value = [&](int j, int h, int e) {
-      float v = acc[4 * j + 2 * h + e];
-      const i32 row = h ? row1 : row0, col = n0 + j * 8 + col_in_chunk + e;
-      if constexpr (kCMode != 0) {
-        if (row < m_end && col < N) {
-          if constexpr (kCMode == 1) v += static_cast<const float*>(c)[i64(row) * ldc + col];
-          else v += ptx::bf16_to_float(static_cast<const u16*>(c)[i64(row) * ldc + col]);
+    // Epilogue, one 64-row slice (m-wave) at a time.
+    bool waited = false;  // for the previous tile's TMA stores to have read smem_d
+#pragma unroll
+    for (int w = 0; w < kMWaves; ++w) {
+      const u32 slice = wg * kMWaves + w;
+      const i32 row0 = row0_first + w * 64, row1 = row1_first + w * 64;
+      // The value of (row, col) of this thread's fragment, C added.
+      auto value = [&](int j, int h, int e) {
+        float v = acc[w][4 * j + 2 * h + e];
+        const i32 row = h ? row1 : row0, col = n0 + j * 8 + col_in_chunk + e;
+        if constexpr (kCMode != 0) {
+          if (row < m_end && col < N) {
+            if constexpr (kCMode == 1) v += static_cast<const float*>(c)[i64(row) * ldc + col];
+            else v += ptx::bf16_to_float(static_cast<const u16*>(c)[i64(row) * ldc + col]);
+          }
         }
-      }
-      return v;
-    };
-    // A TMA store box spans this warpgroup's 64 rows: usable where the rows past the
-    // group's end are past the tensor's end too (TMA clips those), else register stores.
-    const bool tma_store = kTmaStore && min(m0 + i32(wg) * 64 + 64, M) <= m_end;
-    if (tma_store) {
-      // Through shared memory: conflict-free 32-byte-swizzled writes, then one TMA store
-      // per slab (TMA clips rows and columns past M and N).
-      u8* tile_d = smem_d + wg * 64 * BLOCK_N * kOutBytes;
-      const bool leader = math_tid % kWarpgroup == 0;
-      if (leader) ptx::tma_store_wait_read<0>();  // the previous tile's stores have read it
-      ptx::bar_sync(3 + wg, kWarpgroup);
-#pragma unroll
-      for (int j = 0; j < BLOCK_N / 8; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const u32 r = row_in_tile - wg * 64 + 8 * h;
-          // Byte offset of this thread's pair within its 8-column chunk, and the chunk's slab.
-          const u32 byte = kOutFp32 ? col_in_chunk * 4 : (j % 2) * 16 + col_in_chunk * 2;
+        return v;
+      };
+      // A TMA store box spans the slice's 64 rows: usable where the rows past the
+      // group's end are past the tensor's end too (TMA clips those), else register stores.
+      const bool tma_store = kTmaStore && min(m0 + i32(slice) * 64 + 64, M) <= m_end;
+      if (tma_store) {
+        // Through shared memory: conflict-free 32-byte-swizzled writes, then one TMA store
+        // per slab (TMA clips rows and columns past M and N).
+        u8* tile_d = smem_d + slice * 64 * BLOCK_N * kOutBytes;
+        const bool leader = math_tid % kWarpgroup == 0;
+        if (!waited) {
+          if (leader) ptx::tma_store_wait_read<0>();  // the previous tile's stores have read it
+          waited = true;
+        }
+        ptx::bar_sync(3 + wg, kWarpgroup);
+        // 32-byte swizzle: the 16-byte half of a row flips on rows 4-7 of every 8. The
+        // byte offset in the slice of this thread's pair in 8-column chunk j, row half h.
+        // With m-waves it is built from two per-thread values (even and odd chunks; bf16:
+        // two chunks share a slab) plus immediates: otherwise ptxas keeps every store
+        // address of both slices live across the tile loop, and spills. (One slice keeps
+        // the per-store form: the other measured 5.5% slower on 128x192, perf log session 7.)
+        auto offset = [&](int j, int h) -> u32 {
           const u32 slab = kOutFp32 ? j : j / 2;
-          // 32-byte swizzle: the 16-byte half of a row flips on rows 4-7 of every 8.
-          const u32 off = slab * kSlabBytes + r * 32 + (byte ^ (((r >> 2) & 1) << 4));
-          if constexpr (kOutFp32) {
-            *reinterpret_cast<float2*>(tile_d + off) = make_float2(value(j, h, 0), value(j, h, 1));
+          if constexpr (kMWaves > 1) {
+            const u32 row_in_slice = row_in_tile0 - wg * kMWaves * 64;
+            const u32 flip = ((row_in_slice >> 2) & 1) << 4;
+            const u32 at_even = row_in_slice * 32 + ((kOutFp32 ? col_in_chunk * 4 : col_in_chunk * 2) ^ flip);
+            return slab * kSlabBytes + h * 8 * 32 + (j % 2 && !kOutFp32 ? at_even ^ 16 : at_even);
           } else {
-            *reinterpret_cast<u32*>(tile_d + off) = ptx::pack_bf16x2(value(j, h, 0), value(j, h, 1));
+            const u32 r = row_in_tile(w) - slice * 64 + 8 * h;
+            const u32 byte = kOutFp32 ? col_in_chunk * 4 : (j % 2) * 16 + col_in_chunk * 2;
+            return slab * kSlabBytes + r * 32 + (byte ^ (((r >> 2) & 1) << 4));
+          }
+        };
+#pragma unroll
+        for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const u32 off = offset(j, h);
+            if constexpr (kOutFp32) {
+              *reinterpret_cast<float2*>(tile_d + off) = make_float2(value(j, h, 0), value(j, h, 1));
+            } else {
+              *reinterpret_cast<u32*>(tile_d + off) = ptx::pack_bf16x2(value(j, h, 0), value(j, h, 1));
+            }
           }
         }
-      }
-      ptx::fence_proxy_async_smem();  // make the writes visible to the TMA unit
-      ptx::bar_sync(3 + wg, kWarpgroup);
-      if (leader) {
+        ptx::fence_proxy_async_smem();  // make the writes visible to the TMA unit
+        ptx::bar_sync(3 + wg, kWarpgroup);
+        if (leader) {
 #pragma unroll
-        for (int sl = 0; sl < BLOCK_N / kSlabCols; ++sl) {
-          if (n0 + sl * kSlabCols < N) {
-            ptx::tma_store_2d(&tmap_d, tile_d + sl * kSlabBytes, n0 + sl * kSlabCols, m0 + wg * 64);
+          for (int sl = 0; sl < BLOCK_N / kSlabCols; ++sl) {
+            if (n0 + sl * kSlabCols < N) {
+              ptx::tma_store_2d(&tmap_d, tile_d + sl * kSlabBytes, n0 + sl * kSlabCols, m0 + slice * 64);
+            }
           }
+          ptx::tma_store_commit();
         }
-        ptx::tma_store_commit();
-      }
-    } else {
-      // Straight from registers, two adjacent columns per store.
+      } else {
+        // Straight from registers, two adjacent columns per store.
 #pragma unroll
-      for (int j = 0; j < BLOCK_N / 8; ++j) {
-        const i32 col = n0 + j * 8 + col_in_chunk;
-        if (col >= N) continue;  // N % 2 == 0, so col + 1 < N as well
+        for (int j = 0; j < BLOCK_N / 8; ++j) {
+          const i32 col = n0 + j * 8 + col_in_chunk;
+          if (col >= N) continue;  // N % 2 == 0, so col + 1 < N as well
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const i32 row = h ? row1 : row0;
-          if (row >= m_end) continue;
-          const float v0 = value(j, h, 0), v1 = value(j, h, 1);
-          if constexpr (kOutFp32) {
-            *reinterpret_cast<float2*>(static_cast<float*>(d) + i64(row) * ldd + col) = make_float2(v0, v1);
-          } else {
-            *reinterpret_cast<u32*>(static_cast<u16*>(d) + i64(row) * ldd + col) = ptx::pack_bf16x2(v0, v1);
+          for (int h = 0; h < 2; ++h) {
+            const i32 row = h ? row1 : row0;
+            if (row >= m_end) continue;
+            const float v0 = value(j, h, 0), v1 = value(j, h, 1);
+            if constexpr (kOutFp32) {
+              *reinterpret_cast<float2*>(static_cast<float*>(d) + i64(row) * ldd + col) = make_float2(v0, v1);
+            } else {
+              *reinterpret_cast<u32*>(static_cast<u16*>(d) + i64(row) * ldd + col) = ptx::pack_bf16x2(v0, v1);
+            }
           }
         }
       }

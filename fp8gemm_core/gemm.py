@@ -82,8 +82,10 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     for bm, bn in tiles:
         for out_fp32 in (False, True):
             for tma_store in (False, True):
-                staged = (4 if out_fp32 else 2) if tma_store else 0
+                staged = heuristics.out_staging(bm, bn, (4 if out_fp32 else 2) if tma_store else 0)
                 for cluster_m in (1, 2):
+                    if not heuristics.tile_fits(bm, bn, cluster_m):
+                        continue
                     # (Overlap is used only up to two waves of tiles: both loops are shipped.)
                     for overlap in dict.fromkeys((uses_overlap(bm, bn), False)):
                         cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
@@ -92,7 +94,7 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
                             specs.append(_kernel_spec(cfg, out_fp32, c_mode))
                         if cluster_m == 1:
                             specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
-    return specs
+    return list(dict.fromkeys(specs))  # (out_staging can make two entries one)
 
 
 def _dtype_name(dt: Any) -> np.dtype:
@@ -259,6 +261,7 @@ def _prepare_call(named, out_dtype) -> _Call | None:
            effective_num_sms(device.num_sms))
     plan = _plans.get(key) or _make_plan(key, device)
     cfg = plan.config
+    staged = cfg.staged_out_bytes  # (0 where the tile leaves no room to stage the output)
     call.plan = plan
     call.params = p = driver.KernelParams(_PARAM_KINDS)
     p.set(_P["sfa_stride_m"], SA.strides[0])

@@ -291,6 +291,7 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
                                 device=device, max_dynamic_smem=cfg.smem_bytes)
         plan = _plans[key] = _Plan(cfg, kernel)
     cfg = plan.config
+    staged = cfg.staged_out_bytes  # (0 where the tile leaves no room to stage the output)
 
     starts, ends, counts, group_stride, num_groups = groups
     p = driver.KernelParams(_PARAM_KINDS)

@@ -25,14 +25,16 @@ BLOCK_K = 128
 SMEM_LIMIT = 232448          # bytes of shared memory a Hopper block may opt in to (227 KiB)
 SMEM_RESERVED = 1024 + 1024  # alignment slack and the mbarriers
 MAX_STAGES = 24           # small tiles: deep pipelines keep enough bytes in flight for HBM
+MIN_STAGES = 3            # fewer than this and a tile's output is not staged in shared memory
 MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
 MAX_OVERLAP_N = 128          # above this a third accumulator (for overlap) no longer fits
 GROUP_N = 16                 # N-blocks per rasterization band
 LARGE_MN = 1024              # M (rows per group) and N from which tiles come from LARGE_TILE_SPEED
 # Output tile (BLOCK_M, BLOCK_N) -> throughput per unit of computed tile area (padding
 # included), relative; H100, mean over six large shapes (docs/perf-log.md, session 4). 192-row tiles
-# run three consumer warpgroups.
-LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93}
+# run three consumer warpgroups; 256-row ones two, of two m-waves each (H200, ten shapes,
+# session 7: 1.00-1.05 of 192x128 and of 128x192).
+LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93, (256, 128): 1.02}
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
 # about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
@@ -76,12 +78,18 @@ class GemmConfig:
 
     @property
     def threads(self) -> int:
-        return 128 * (1 + self.block_m // 64)
+        return 128 * (1 + math_warpgroups(self.block_m))
 
     @property
     def smem_bytes(self) -> int:
         return (self.stages * stage_bytes(self.block_m, self.block_n)
                 + self.block_m * self.block_n * self.staged_out_bytes + SMEM_RESERVED)
+
+
+def math_warpgroups(block_m: int) -> int:
+    """Consumer warpgroups of a tile (cuda/fp8_gemm.cu): one per 64 rows, but two for
+    256 rows, each running its 128 rows as two 64-row m-waves."""
+    return 2 if block_m == 256 else block_m // 64
 
 
 def _spans_at_most_two_scale_blocks(block_n: int) -> bool:
@@ -91,7 +99,15 @@ def _spans_at_most_two_scale_blocks(block_n: int) -> bool:
 
 
 def candidate_block_ms(m: int) -> list[int]:
-    return [64] if m <= 64 else [64, 128]
+    return [64] if m <= 64 else [64, 128, 256]
+
+
+def tile_fits(block_m: int, block_n: int, cluster_m: int) -> bool:
+    """Whether a tile may run with ``cluster_m`` (the kernel accepts more than is shipped)."""
+    # 256-row tiles: 128 wide only (the two m-waves' accumulators fill the registers at
+    # that width) and only as CTA pairs; without pairs they measured 1.5-4% slower than
+    # 128x128 (H200, masked grouped shapes, perf log session 7).
+    return block_m != 256 or (block_n == 128 and cluster_m == 2)
 
 
 def candidate_block_ns() -> list[int]:
@@ -126,23 +142,30 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
                     else [(bm, bn) for bm in block_ms for bn in candidate_block_ns()])
     best, best_key = None, None
     for bm, bn in tiles_to_try:
+        if not tile_fits(bm, bn, cluster(math.ceil(m / bm))):
+            continue
         tiles = count_tiles(bm, bn)
         waves = math.ceil(tiles / num_sms)
         last_wave_fill = tiles / (waves * num_sms)
+        m_waves = bm // 64 // math_warpgroups(bm)  # 2 for 256 rows: twice a 128-row tile's time
         if large:
             # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
-            # epilogue, whose time grows with the tile's width only.
-            key = (waves * bn * (bm * k / LARGE_TILE_SPEED[bm, bn] + 128 * EPILOGUE_K),)
+            # epilogue, whose time grows with the tile's width and its m-waves.
+            key = (waves * bn * (bm * k / LARGE_TILE_SPEED[bm, bn] + 128 * EPILOGUE_K * m_waves),)
         else:
-            # Fewest waves, then fullest last wave, then the largest tile area; among equal
+            # Fewest waves (in 128-row tile times), then fullest last wave, then the largest
+            # tile area (measured for 256x128 over 128x128 at 1024x4096x7168: +7.5%); among equal
             # areas the squarest tile (fewest bytes of A and B per FLOP: these small shapes
             # are bound by the L2->SM traffic), then the wider one (measured, perf log
             # session 6: 64x32 over 128x16 +15%, 64x64 over 128x32 +11-27%, 64x128 over
             # 128x64 +6%).
-            key = (waves, -round(last_wave_fill, 3), -bm * bn, bm + bn, -bn)
+            key = (waves * m_waves, -round(last_wave_fill, 3), -bm * bn, bm + bn, -bn)
         if best_key is None or key < best_key:
             best, best_key = (bm, bn), key
+    if best is None:
+        raise ValueError(f"no tile fits a {m}x{n}x{k} GEMM among {tiles_to_try} (256-row tiles need CTA pairs)")
     bm, bn = best
+    staged_out_bytes = out_staging(bm, bn, staged_out_bytes)
     cm = cluster(math.ceil(m / bm))
     n_blocks = math.ceil(n / bn)
     # Overlap pays while the grid runs at most two waves of tiles; over more, the plain loop
@@ -179,6 +202,12 @@ def uses_ffma_reuse_chain(block_m: int, block_n: int, cluster_m: int, grouped: b
     128x192) to +2.6%, mostly within +-1.5%. Only the clear win is kept.
     """
     return (block_m, block_n, cluster_m, grouped) == (128, 192, 2, False)
+
+
+def out_staging(block_m: int, block_n: int, staged_out_bytes: int) -> int:
+    """``staged_out_bytes``, or 0 (register stores) where staging the output tile in shared
+    memory would leave fewer than MIN_STAGES pipeline stages (256x128 with fp32 out)."""
+    return staged_out_bytes if stages_for(block_m, block_n, staged_out_bytes) >= MIN_STAGES else 0
 
 
 def stages_for(block_m: int, block_n: int, staged_out_bytes: int = 0) -> int:

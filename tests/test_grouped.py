@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fp8gemm_core as fg
+from fp8gemm_core import heuristics
 from fp8gemm_core import reference as ref
 from fp8gemm_core.arrays import DeviceArray, StridedView
 from fp8gemm_core.heuristics import choose_gemm_config, get_num_sms
@@ -291,6 +292,33 @@ def test_masked(groups, max_m, n, k, out_dtype):
     fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
                                     to_dev(masked), expected_m=max(1, max_m // 2))
     check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, out_dtype, seed)
+
+
+@requires_gpu
+@pytest.mark.parametrize("tile", [t for t in heuristics.LARGE_TILE_SPEED if heuristics.tile_fits(*t, 1)])
+def test_each_large_tile(tile, monkeypatch):
+    # Each tile the large-shape rule can pick without CTA pairs, forced on both layouts, groups ending inside
+    # a tile (and inside a 64-row slice), fp32 out. Distinct shapes per tile: plans are cached.
+    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    rng, seed = _rng()
+    groups, max_m, k = 3, 1100, 640
+    n = 1024 + 16 * list(heuristics.LARGE_TILE_SPEED).index(tile)
+    a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
+    masked = np.array([1100, 1037, 1025], np.int32)
+    out = to_dev(np.full((groups, max_m, n), np.nan, F32))
+    fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                                    to_dev(masked), expected_m=1050)
+    check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, F32, seed)
+
+    sizes = np.array([1100, 1037, 1025])
+    ends = np.cumsum(sizes).astype(np.int32)
+    flat_a8, flat_sfa = a8.reshape(-1, k)[:ends[-1]], sfa.reshape(groups * max_m, -1)[:ends[-1]]
+    out = to_dev(np.full((ends[-1], n), np.nan, F32))
+    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
+                                        out, offsets=to_dev(ends))
+    got = out.to_numpy()
+    for g, (start, end) in enumerate(zip(ends - sizes, ends)):
+        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], F32, seed)
 
 
 @requires_gpu
