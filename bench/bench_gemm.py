@@ -52,8 +52,14 @@ def main() -> None:
                     help="A/B experiment: N-blocks per rasterization band (heuristics.GROUP_N)")
     ap.add_argument("--tile", type=str, default="",
                     help="A/B experiment: force BLOCK_MxBLOCK_N for every shape, large ones included (e.g. 192x128)")
+    ap.add_argument("--row-major-scales", action="store_true",
+                    help="sfa as a quantizer writes it ([M, K/128] row-major) instead of M-major")
+    ap.add_argument("--no-tma-store", action="store_true",
+                    help="A/B experiment: epilogue stores from registers (no output staging in smem)")
     args = ap.parse_args()
     from fp8gemm_core import heuristics
+    if args.no_tma_store:
+        gemm._staged_out_bytes = lambda ldd, itemsize, aligned=True: 0
     if args.no_cluster:
         heuristics._cluster_m = lambda m_blocks, num_sms: 1
     if args.block_m:  # A/B experiments: force one tile height
@@ -100,7 +106,7 @@ def main() -> None:
         SAt = DeviceArray.from_numpy(np.ascontiguousarray(sfa.T), 0, stream)
         SB = DeviceArray.from_numpy(sfb, 0, stream)
         out = DeviceArray.empty((m, n), ml_dtypes.bfloat16, 0, stream)
-        SA = transposed(SAt)
+        SA = transposed(SAt) if not args.row_major_scales else DeviceArray.from_numpy(sfa, 0, stream)
         ms = timer.median_ms(lambda: fg.fp8_gemm_nt((A, SA), (B, SB), out, stream=stream), args.reps)
         flops = 2.0 * m * n * k
         cfg = next(p.config for key, p in gemm._plans.items() if key[:3] == (m, n, k))

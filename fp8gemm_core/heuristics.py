@@ -131,18 +131,20 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     block_ms = candidate_block_ms(m)
     large = m >= LARGE_MN and n >= LARGE_MN
 
-    def cluster(m_blocks: int) -> int:
-        return _cluster_m(m_blocks, num_sms) if num_groups is None else 1
+    def cluster(bm: int) -> int:
+        # Grouped: no pairs (measured no clear gain, perf log sessions 6 and 7), so no
+        # 256-row tiles either (tile_fits).
+        return _cluster_m(math.ceil(m / bm), num_sms) if num_groups is None else 1
 
     def count_tiles(bm: int, bn: int) -> int:
-        cm = cluster(math.ceil(m / bm))
+        cm = cluster(bm)
         return (num_groups or 1) * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
 
     tiles_to_try = (list(LARGE_TILE_SPEED) if large
                     else [(bm, bn) for bm in block_ms for bn in candidate_block_ns()])
     best, best_key = None, None
     for bm, bn in tiles_to_try:
-        if not tile_fits(bm, bn, cluster(math.ceil(m / bm))):
+        if not tile_fits(bm, bn, cluster(bm)):
             continue
         tiles = count_tiles(bm, bn)
         waves = math.ceil(tiles / num_sms)
@@ -150,8 +152,9 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         m_waves = bm // 64 // math_warpgroups(bm)  # 2 for 256 rows: twice a 128-row tile's time
         if large:
             # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
-            # epilogue, whose time grows with the tile's width and its m-waves.
-            key = (waves * bn * (bm * k / LARGE_TILE_SPEED[bm, bn] + 128 * EPILOGUE_K * m_waves),)
+            # epilogue, whose time grows with the tile's width only (256x128's two m-waves
+            # store in turn, yet it measured +0.7-1% over 192x128 at K = 512 and 1536).
+            key = (waves * bn * (bm * k / LARGE_TILE_SPEED[bm, bn] + 128 * EPILOGUE_K),)
         else:
             # Fewest waves (in 128-row tile times), then fullest last wave, then the largest
             # tile area (measured for 256x128 over 128x128 at 1024x4096x7168: +7.5%); among equal
@@ -166,7 +169,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         raise ValueError(f"no tile fits a {m}x{n}x{k} GEMM among {tiles_to_try} (256-row tiles need CTA pairs)")
     bm, bn = best
     staged_out_bytes = out_staging(bm, bn, staged_out_bytes)
-    cm = cluster(math.ceil(m / bm))
+    cm = cluster(bm)
     n_blocks = math.ceil(n / bn)
     # Overlap pays while the grid runs at most two waves of tiles; over more, the plain loop
     # is faster (H200, perf log session 6: 128x128 at 4096x4096x7168 +2.3% without it,
