@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = []
     if args.all:
-        specs = gemm.gemm_kernel_configs() + quant.quant_kernel_configs()
+        specs = (gemm.gemm_kernel_configs() + quant.quant_kernel_configs()
+                 + [("group_rows.cu", "group_rows_from_indices", ""),
+                    ("scales_layout.cu", "scales_to_m_major", "")])  # the helpers launched beside them
     for triple in filter(None, args.shapes.split(";")):
         m, n, k = (int(v) for v in triple.split(","))
         specs.append(gemm.default_kernel_spec(m, n, k, _num_sms(args.num_sms), args.out_dtype == "fp32"))

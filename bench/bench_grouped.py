@@ -8,7 +8,8 @@ Contiguous (G groups of about `rows` rows each, N, K), each with group sizes equ
   - a loop of per-expert cuBLAS blockwise calls (torch._scaled_mm, when torch is importable),
   - padding every expert to the largest and running one batched GEMM (our masked kernel
     with every group full): TFLOPS count useful work only.
-Masked (G groups x rows, N, K): masked_m = rows for every group.
+Masked (G groups x rows, N, K): masked_m = rows for every group. Scales M-major everywhere
+(as fp8gemm_core's quantizer writes them and DeepGEMM requires).
 Kernel time from CUDA events, L2 flushed before each call, median of --reps. Writes
 bench/results/grouped-*.json and prints the table last.
 """
@@ -43,10 +44,14 @@ def scales(rng, shape):
     return rng.uniform(0.5, 2.0, shape).astype(np.float32) / 448
 
 
-def m_major(rng, rows, kg, stream):
-    """sfa [rows, kg] in the preferred M-major layout: a [kg, rows] buffer viewed transposed."""
-    buf = DeviceArray.from_numpy(scales(rng, (kg, rows)), 0, stream)
-    return StridedView(buf, (rows, kg), (1, rows)), buf
+def m_major(rng, rows, kg, stream, groups=None):
+    """sfa [rows, kg] (or [groups, rows, kg]) in the preferred M-major layout, as our quantizer
+    writes it and DeepGEMM requires: a [kg, rows] buffer per group, viewed transposed."""
+    if groups is None:
+        buf = DeviceArray.from_numpy(scales(rng, (kg, rows)), 0, stream)
+        return StridedView(buf, (rows, kg), (1, rows)), buf
+    buf = DeviceArray.from_numpy(scales(rng, (groups, kg, rows)), 0, stream)
+    return StridedView(buf, (groups, rows, kg), (kg * rows, 1, rows)), buf
 
 
 def main() -> None:
@@ -109,7 +114,7 @@ def main() -> None:
             # Padded: every expert padded to the largest, one batched (masked, all full) GEMM.
             max_m = int(sizes.max())
             Ap = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, max_m, K)), 0, stream)
-            SAp = DeviceArray.from_numpy(scales(rng, (G, max_m, kg)), 0, stream)
+            SAp, _keep_p = m_major(rng, max_m, kg, stream, groups=G)
             full = DeviceArray.from_numpy(np.full(G, max_m, np.int32), 0, stream)
             outp = DeviceArray.empty((G, max_m, N), bf16, 0, stream)
             ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
@@ -127,7 +132,7 @@ def main() -> None:
     for (G, m, N, K), dg in (MASKED if args.only != "contiguous" else []):
         kg = math.ceil(K / 128)
         A = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, m, K)), 0, stream)
-        SA = DeviceArray.from_numpy(scales(rng, (G, m, kg)), 0, stream)
+        SA, _keep = m_major(rng, m, kg, stream, groups=G)
         B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
         SB = DeviceArray.from_numpy(scales(rng, (G, math.ceil(N / 128), kg)), 0, stream)
         counts = DeviceArray.from_numpy(np.full(G, m, np.int32), 0, stream)

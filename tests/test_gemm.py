@@ -205,10 +205,11 @@ def test_outliers_and_zero_blocks():
 
 
 @requires_gpu
-@pytest.mark.parametrize("m, ld", [(130, 130), (1000, 1000), (1100, 1104)])
+@pytest.mark.parametrize("m, ld", [(130, 130), (1000, 1000), (1100, 1104), (1001, 1001)])
 def test_scale_layouts_row_and_column_major(m, ld):
     # M-major sfa with 16-byte aligned columns (ld % 4 == 0) is copied in bulk for the full
-    # tiles of large tile shapes (m = 1000, 1100 here); other layouts, partial tiles and
+    # tiles of large tile shapes (m = 1000, 1100 here); there other layouts (row-major, and
+    # M-major with ld = 1001) are first copied M-major by the library; partial tiles and
     # small tiles (m = 130) take the per-row path: results must agree.
     rng, seed = _rng()
     n, k = 4096, 7168
@@ -222,6 +223,28 @@ def test_scale_layouts_row_and_column_major(m, ld):
     fg.fp8_gemm_nt((to_dev(a8), sfa_mmajor), (to_dev(b8), to_dev(sfb)), out2)
     check_against_reference(a8, sfa, b8, sfb, out2, rng=rng, seed=seed)
     assert np.array_equal(out1.to_numpy().view(np.uint16), out2.to_numpy().view(np.uint16))
+
+
+@requires_gpu
+def test_row_major_scales_are_copied_m_major_for_large_tiles():
+    # Row-major sfa with padded rows (row stride 60 > 56 K blocks) at a large shape: the call
+    # reads an M-major copy (the plan says so) and matches the reference; the caller's sfa
+    # is left as it was.
+    from fp8gemm_core import gemm
+    rng, seed = _rng()
+    m, n, k = 1003, 2048, 7168
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    padded = np.zeros((m, 60), np.float32)
+    padded[:, :sfa.shape[1]] = sfa
+    buf = to_dev(padded)
+    sfa_view = StridedView(buf, sfa.shape, (60, 1))
+    out = poisoned((m, n), BF16)
+    gemm._calls.clear()
+    fg.fp8_gemm_nt((to_dev(a8), sfa_view), (to_dev(b8), to_dev(sfb)), out)
+    (call,) = gemm._calls.values()
+    assert call.sfa_ld == 1004 and call.plan.config.block_m >= 128, call
+    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+    assert np.array_equal(buf.to_numpy(), padded)
 
 
 @requires_gpu

@@ -322,6 +322,24 @@ def test_each_large_tile(tile, monkeypatch):
 
 
 @requires_gpu
+def test_masked_m_major_scales():
+    # M-major sfa per group ([G, kg, max_m] viewed as [G, max_m, kg], as the quantizer writes
+    # it): full 128-row tiles take the bulk scale copy, a group's last partial tile the per-row path.
+    rng, seed = _rng()
+    groups, max_m, n, k = 3, 1024, 2048, 768
+    a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
+    masked = np.array([1024, 1000, 77], np.int32)
+    assert choose_gemm_config(1024, n, k, 132, 2, num_groups=groups).block_m >= 128
+    buf = np.ascontiguousarray(sfa.transpose(0, 2, 1))
+    kg = buf.shape[1]
+    sfa_mmajor = StridedView(to_dev(buf), (groups, max_m, kg), (kg * max_m, 1, max_m))
+    out = to_dev(np.full((groups, max_m, n), np.nan, BF16))
+    fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), sfa_mmajor), (to_dev(b8), to_dev(sfb)), out,
+                                    to_dev(masked), expected_m=1024)
+    check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, BF16, seed)
+
+
+@requires_gpu
 def test_masked_graph_replay_with_changing_counts():
     torch = pytest.importorskip("torch")
     rng, seed = _rng()

@@ -10,7 +10,8 @@ from fp8gemm_core.gemm import gemm_kernel_configs
 from fp8gemm_core.quant import quant_kernel_configs
 
 SHIPPED = gemm_kernel_configs() + [("tma_copy.cu", "tma_copy<2>", ""), ("tma_copy.cu", "tma_copy<3>", ""),
-                                   ("group_rows.cu", "group_rows_from_indices", "")] + quant_kernel_configs()
+                                   ("group_rows.cu", "group_rows_from_indices", ""),
+                                   ("scales_layout.cu", "scales_to_m_major", "")] + quant_kernel_configs()
 
 
 @pytest.mark.parametrize("source,name,prelude", SHIPPED, ids=[name for _, name, _ in SHIPPED])
