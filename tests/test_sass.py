@@ -9,10 +9,14 @@ import pytest
 from fp8gemm_core import gemm, jit, sass
 
 
+MARKER = "// fp8gemm_core sass pass: ffma-reuse-chain"
+
+
 def _compile(monkeypatch, passes_on: bool):
     monkeypatch.setenv("FP8GEMM_CORE_SASS_PASSES", "1" if passes_on else "0")
     jit.clear_memory_cache()
-    source, name, prelude = gemm.default_kernel_spec(8192, 8192, 8192, 132)
+    # A configuration whose prelude asks for the pass (128x192 with CTA pairs).
+    source, name, prelude = next(spec for spec in gemm.gemm_kernel_configs() if MARKER in spec[2])
     try:
         return jit.compile_kernel(source, name, prelude=prelude)
     finally:
@@ -52,8 +56,7 @@ def test_jit_applies_the_pass_the_prelude_asks_for(monkeypatch):
 
 
 def test_only_the_measured_winner_asks_for_the_pass():
-    marker = "// fp8gemm_core sass pass: ffma-reuse-chain"
-    asking = [name for _, name, prelude in gemm.gemm_kernel_configs() if marker in prelude]
+    asking = [name for _, name, prelude in gemm.gemm_kernel_configs() if MARKER in prelude]
     assert asking and all(n.startswith("fp8_gemm_nt<128, 192, ") and n.endswith(", 0>") for n in asking)
     assert all(n.split(", ")[3] == "2" for n in asking)  # CTA pairs only
 
