@@ -44,9 +44,13 @@ def scales(rng, shape):
     return rng.uniform(0.5, 2.0, shape).astype(np.float32) / 448
 
 
-def m_major(rng, rows, kg, stream, groups=None):
+def m_major(rng, rows, kg, stream, groups=None, row_major=False):
     """sfa [rows, kg] (or [groups, rows, kg]) in the preferred M-major layout, as our quantizer
-    writes it and DeepGEMM requires: a [kg, rows] buffer per group, viewed transposed."""
+    writes it and DeepGEMM requires: a [kg, rows] buffer per group, viewed transposed.
+    (``row_major``: the plain row-major array instead, for A/B experiments.)"""
+    if row_major:
+        buf = DeviceArray.from_numpy(scales(rng, (rows, kg) if groups is None else (groups, rows, kg)), 0, stream)
+        return buf, buf
     if groups is None:
         buf = DeviceArray.from_numpy(scales(rng, (kg, rows)), 0, stream)
         return StridedView(buf, (rows, kg), (1, rows)), buf
@@ -61,6 +65,8 @@ def main() -> None:
                     help="events around each call, or CUPTI kernel durations (needs torch)")
     ap.add_argument("--only", choices=("contiguous", "masked"), default=None,
                     help="run one layout's shapes only")
+    ap.add_argument("--row-major-scales", action="store_true",
+                    help="A/B experiment: sfa row-major instead of M-major")
     ap.add_argument("--tile", type=str, default="",
                     help="A/B experiment: force BLOCK_MxBLOCK_N for every shape (e.g. 256x128)")
     args = ap.parse_args()
@@ -98,7 +104,7 @@ def main() -> None:
             M = int(sizes.sum())
             flops = 2.0 * M * N * K
             A = DeviceArray.from_numpy(random_fp8_bytes(rng, (M, K)), 0, stream)
-            SA, _keep = m_major(rng, M, kg, stream)
+            SA, _keep = m_major(rng, M, kg, stream, row_major=args.row_major_scales)
             ends = DeviceArray.from_numpy(np.cumsum(sizes).astype(np.int32), 0, stream)
             out = DeviceArray.empty((M, N), bf16, 0, stream)
             row = dict(kind="contiguous", groups=G, rows=mean, spread=spread, n=N, k=K, total_m=M,
@@ -114,7 +120,7 @@ def main() -> None:
             # Padded: every expert padded to the largest, one batched (masked, all full) GEMM.
             max_m = int(sizes.max())
             Ap = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, max_m, K)), 0, stream)
-            SAp, _keep_p = m_major(rng, max_m, kg, stream, groups=G)
+            SAp, _keep_p = m_major(rng, max_m, kg, stream, groups=G, row_major=args.row_major_scales)
             full = DeviceArray.from_numpy(np.full(G, max_m, np.int32), 0, stream)
             outp = DeviceArray.empty((G, max_m, N), bf16, 0, stream)
             ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
@@ -132,7 +138,7 @@ def main() -> None:
     for (G, m, N, K), dg in (MASKED if args.only != "contiguous" else []):
         kg = math.ceil(K / 128)
         A = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, m, K)), 0, stream)
-        SA, _keep = m_major(rng, m, kg, stream, groups=G)
+        SA, _keep = m_major(rng, m, kg, stream, groups=G, row_major=args.row_major_scales)
         B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
         SB = DeviceArray.from_numpy(scales(rng, (G, math.ceil(N / 128), kg)), 0, stream)
         counts = DeviceArray.from_numpy(np.full(G, m, np.int32), 0, stream)

@@ -272,7 +272,7 @@ def _prepare_call(named, out_dtype) -> _Call | None:
     staged = cfg.staged_out_bytes  # (0 where the tile leaves no room to stage the output)
     call.plan = plan
     call.params = p = driver.KernelParams(_PARAM_KINDS)
-    if _copy_scales_m_major(SA, cfg):
+    if _copy_scales_m_major(SA, M, cfg):
         call.sfa_ld = -(-M // 4) * 4  # 16-byte aligned columns, as the bulk copy needs
     p.set(_P["sfa_stride_m"], 1 if call.sfa_ld else SA.strides[0])
     p.set(_P["sfa_stride_k"], call.sfa_ld or SA.strides[1])
@@ -296,24 +296,30 @@ def _prepare_call(named, out_dtype) -> _Call | None:
     return call
 
 
-def _copy_scales_m_major(SA, cfg: GemmConfig) -> bool:
-    # Tiles of 128+ x 128+ copy their A scales in bulk when sfa is M-major; from row-major
-    # sfa they read one L2 sector per row per K block: 11-13% slower at M >= 1000 (perf log,
-    # session 7). There an M-major copy (one small kernel, a few microseconds) pays.
-    M = SA.shape[0]
-    bulk_ready = SA.strides[0] == 1 and SA.strides[1] % 4 == 0
-    return not bulk_ready and M >= SFA_COPY_MIN_M and cfg.block_m >= 128 and cfg.block_n >= 128
+def _copy_scales_m_major(SA, rows: int, cfg: GemmConfig) -> bool:
+    """Whether to copy sfa ([M, kg], or [G, rows, kg]) M-major before the GEMM.
+
+    Tiles of 128+ x 128+ copy their A scales in bulk when sfa is M-major; from row-major
+    sfa they read one L2 sector per row per K block: 11-13% slower at M >= 1000 (perf log,
+    session 7). There an M-major copy (one small kernel, a few microseconds) pays; ``rows``
+    is M, or the rows of a typical group.
+    """
+    bulk_ready = SA.strides[-2] == 1 and SA.strides[-1] % 4 == 0
+    return not bulk_ready and rows >= SFA_COPY_MIN_M and cfg.block_m >= 128 and cfg.block_n >= 128
 
 
 def _m_major_scales(SA, ld: int, device: driver.Device, stream: int) -> arrays.DeviceArray:
-    """An M-major copy of sfa [M, kg]: a [kg, ld] buffer (freed in stream order once dropped)."""
-    M, kg = SA.shape
-    copy = arrays.DeviceArray.empty((kg, ld), F32, device.ordinal, stream)
+    """An M-major copy of sfa [M, kg] (or [G, M, kg]): a [kg, ld] (or [G, kg, ld]) buffer,
+    freed in stream order once dropped."""
+    G, M, kg = SA.shape if SA.ndim == 3 else (1,) + SA.shape
+    stride_g = SA.strides[0] if SA.ndim == 3 else 0
+    copy = arrays.DeviceArray.empty((G, kg, ld), F32, device.ordinal, stream)
     kernel = jit.get_kernel("scales_layout.cu", "scales_to_m_major", device=device)
-    p = driver.KernelParams(("u64", "i64", "i64", "i32", "i32", "u64", "i32"))
-    for i, v in enumerate((SA.ptr, SA.strides[0], SA.strides[1], M, kg, copy.ptr, ld)):
+    p = driver.KernelParams(("u64", "i64", "i64", "i64", "i32", "i32", "u64", "i32", "i64"))
+    for i, v in enumerate((SA.ptr, stride_g, SA.strides[-2], SA.strides[-1], M, kg, copy.ptr, ld,
+                           kg * ld)):
         p.set(i, v)
-    driver.launch_fast(int(kernel.handle), -(-M // 32) * -(-kg // 32), 256, 0, stream, p)
+    driver.launch_fast(int(kernel.handle), G * -(-M // 32) * -(-kg // 32), 256, 0, stream, p)
     return copy
 
 

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from . import arrays, driver, jit, tma
-from .gemm import (BF16, F32, FP8, _D_ROWS, _D_SLAB, _P, _PARAM_KINDS, _check_output, _dtype_name,
-                   _extra_nvrtc_options, _kernel_spec, _pair, _staged_out_bytes)
+from .gemm import (BF16, F32, FP8, _D_ROWS, _D_SLAB, _P, _PARAM_KINDS, _check_output,
+                   _copy_scales_m_major, _dtype_name, _extra_nvrtc_options, _kernel_spec,
+                   _m_major_scales, _pair, _staged_out_bytes)
 from .heuristics import BLOCK_K, GemmConfig, choose_gemm_config, effective_num_sms
 
 __all__ = ["m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm_nt_masked",
@@ -294,6 +295,11 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
     staged = cfg.staged_out_bytes  # (0 where the tile leaves no room to stage the output)
 
     starts, ends, counts, group_stride, num_groups = groups
+    scratch = None  # an M-major copy of row-major sfa on large tiles (as the dense GEMM does)
+    if _copy_scales_m_major(SA, m_hint, cfg):
+        ld = -(-SA.shape[-2] // 4) * 4
+        scratch = _m_major_scales(SA, ld, device, stream)
+        sfa_strides = (1, ld, SA.shape[-1] * ld if SA.ndim == 3 else 0)
     p = driver.KernelParams(_PARAM_KINDS)
     p.set(_P["tmap_a"], tma.make_tensor_map(A.ptr, FP8, A.shape, A.strides, (cfg.block_m, BLOCK_K),
                                             tma.SWIZZLE_128B, name="a[0]"))
@@ -306,7 +312,8 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
     else:
         p.set(_P["tmap_d"], driver.unused_tensor_map())
     sfa_m, sfa_k, sfa_g = sfa_strides
-    for name, value in (("sfa", SA.ptr), ("sfa_stride_m", sfa_m), ("sfa_stride_k", sfa_k),
+    sfa_ptr = SA.ptr if scratch is None else scratch.ptr
+    for name, value in (("sfa", sfa_ptr), ("sfa_stride_m", sfa_m), ("sfa_stride_k", sfa_k),
                         ("sfa_stride_g", sfa_g), ("sfb", SB.ptr), ("sfb_stride_n", SB.strides[1]),
                         ("sfb_stride_k", SB.strides[2]), ("sfb_stride_g", SB.strides[0]),
                         ("d", O.ptr), ("ldd", O.strides[0]), ("M", rows), ("N", N), ("K", K),
@@ -315,3 +322,4 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
                         ("group_stride", group_stride), ("num_groups", num_groups)):
         p.set(_P[name], value)
     driver.launch_fast(int(plan.kernel.handle), cfg.num_sms, cfg.threads, cfg.smem_bytes, stream, p)
+    del scratch  # freed in stream order, after the GEMM

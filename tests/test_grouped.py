@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fp8gemm_core as fg
-from fp8gemm_core import heuristics
+from fp8gemm_core import grouped, heuristics
+from fp8gemm_core.gemm import _m_major_scales
 from fp8gemm_core import reference as ref
 from fp8gemm_core.arrays import DeviceArray, StridedView
 from fp8gemm_core.heuristics import choose_gemm_config, get_num_sms
@@ -300,6 +301,9 @@ def test_each_large_tile(tile, monkeypatch):
     # Each tile the large-shape rule can pick without CTA pairs, forced on both layouts, groups ending inside
     # a tile (and inside a 64-row slice), fp32 out. Distinct shapes per tile: plans are cached.
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    # Row-major sfa with groups of 1000+ rows on these tiles: read through an M-major copy.
+    copies = []
+    monkeypatch.setattr(grouped, "_m_major_scales", lambda *a: copies.append(a) or _m_major_scales(*a))
     rng, seed = _rng()
     groups, max_m, k = 3, 1100, 640
     n = 1024 + 16 * list(heuristics.LARGE_TILE_SPEED).index(tile)
@@ -319,6 +323,7 @@ def test_each_large_tile(tile, monkeypatch):
     got = out.to_numpy()
     for g, (start, end) in enumerate(zip(ends - sizes, ends)):
         check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], F32, seed)
+    assert len(copies) == 2, "both layouts copy row-major sfa M-major on large tiles"
 
 
 @requires_gpu
