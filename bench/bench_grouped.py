@@ -7,7 +7,8 @@ Contiguous (G groups of about `rows` rows each, N, K), each with group sizes equ
   - our dense kernel on the same total rows (the grouped kernel should be within 5% of it),
   - a loop of per-expert cuBLAS blockwise calls (torch._scaled_mm, when torch is importable),
   - padding every expert to the largest and running one batched GEMM (our masked kernel
-    with every group full): TFLOPS count useful work only.
+    with every group full): TFLOPS count useful work only; "(pad)" is the rows it computes per
+    useful row, the most that grouped can gain over it at equal efficiency.
 Masked (G groups x rows, N, K): masked_m = rows for every group. Scales M-major everywhere
 (as fp8gemm_core's quantizer writes them and DeepGEMM requires).
 Kernel time from CUDA events, L2 flushed before each call, median of --reps. Writes
@@ -126,6 +127,8 @@ def main() -> None:
             ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
                 (Ap, SAp), (B, SB), outp, full, max_m, stream=stream), args.reps)
             row["padded_tflops"] = flops / ms / 1e9
+            # Rows the padded GEMM computes per useful row: its speedup ceiling at equal efficiency.
+            row["padded_work"] = G * max_m / M
             if has_torch:
                 try:
                     row["cublas_loop_tflops"] = flops / cublas_loop_ms(torch, timer, A, B, SB, sizes, K, N,
@@ -161,14 +164,15 @@ def main() -> None:
     print(f"\nGrouped FP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, {args.reps} calls, "
           f"L2 flushed, clock: {args.clock}, TFLOPS of useful work")
     print(f"{'layout':>10} {'G':>3} {'rows':>5} {'+-':>4} {'N':>5} {'K':>5} | {'ours':>5} {'dense':>5} "
-          f"{'padded':>6} {'cuBLAS':>6} | {'/dense':>6} {'/padded':>7} {'/cuBLAS':>7} {'DG(H200)':>8}")
+          f"{'padded':>6} {'cuBLAS':>6} | {'/dense':>6} {'/padded':>7} {'(pad)':>5} {'/cuBLAS':>7} {'DG(H200)':>8}")
     for r in rows_out:
         o = r["ours_tflops"]
         d, p, c = r.get("dense_tflops"), r.get("padded_tflops"), r.get("cublas_loop_tflops")
         f = lambda v: f"{v:6.0f}" if v else "     -"  # noqa: E731
         q = lambda v: f"{o / v:7.2f}" if v else "      -"  # noqa: E731
         print(f"{r['kind']:>10} {r['groups']:>3} {r['rows']:>5} {r.get('spread', 0):>4.1f} {r['n']:>5} "
-              f"{r['k']:>5} | {o:5.0f} {f(d)[1:]} {f(p)} {f(c)} | {q(d)[1:]} {q(p)} {q(c)} "
+              f"{r['k']:>5} | {o:5.0f} {f(d)[1:]} {f(p)} {f(c)} | {q(d)[1:]} {q(p)} "
+              f"{r.get('padded_work', 0) or float('nan'):5.2f} {q(c)} "
               f"{r['deepgemm_h200']:8.0f}")
 
 
