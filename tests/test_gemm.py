@@ -140,18 +140,23 @@ def test_odd_shapes(m, n, k):
 
 @requires_gpu
 @pytest.mark.parametrize("tile", list(heuristics.LARGE_TILE_SPEED))
-def test_each_large_tile(tile, monkeypatch):
+@pytest.mark.parametrize("out_dtype", [np.dtype(np.float32), BF16])
+def test_each_large_tile(tile, out_dtype, monkeypatch):
     # Each tile the large-shape rule can pick, forced on a shape with partial last tiles in
-    # M and N, with C accumulated and fp32 out (distinct M per tile: plans are cached per shape).
+    # M and N, with C (of out's dtype) accumulated: fp32 out goes through register stores on
+    # 256x128 tiles (no room to stage it), bf16 through the TMA-store epilogue. Distinct M per
+    # tile and dtype: plans are cached per shape.
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
     rng, seed = _rng()
     # (M-blocks even for 256-row tiles, which run only as CTA pairs.)
-    m, n, k = 1031 + 64 * list(heuristics.LARGE_TILE_SPEED).index(tile), 2112 - 16, 1536 + 128
+    m = 1031 + 64 * list(heuristics.LARGE_TILE_SPEED).index(tile) + 8 * (out_dtype == BF16)
+    n, k = 2112 - 16, 1536 + 128
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
-    c = rng.standard_normal((m, n)).astype(np.float32)
-    out = poisoned((m, n), np.dtype(np.float32))
+    c = rng.standard_normal((m, n)).astype(np.float32).astype(out_dtype)
+    out = poisoned((m, n), out_dtype)
     fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out, c=to_dev(c))
-    check_against_reference(a8, sfa, b8, sfb, out, c=c, out_dtype=np.dtype(np.float32), rng=rng, seed=seed)
+    check_against_reference(a8, sfa, b8, sfb, out, c=c.astype(np.float32), out_dtype=out_dtype, rng=rng,
+                            seed=seed)
 
 
 @requires_gpu
