@@ -4,8 +4,9 @@
 // Persistent and warp-specialized: warpgroup 0 is the producer (one thread
 // issues TMA loads of A and B tiles into a ring of shared-memory stages, each
 // guarded by a "full" and an "empty" mbarrier, and warp 1 copies the stage's
-// scales in with cp.async, any scale layout); warpgroups 1.. are consumers,
-// each owning 64 rows of the BLOCK_M x BLOCK_N tile. Per 128-wide K block a
+// scales in, with one bulk copy or per-row cp.async); warpgroups 1.. are
+// consumers, each owning 64 rows of the BLOCK_M x BLOCK_N tile (256-row tiles:
+// two warpgroups of two 64-row m-waves each). Per 128-wide K block and m-wave a
 // consumer runs four m64nNk32 wgmma into a partial accumulator, waits, and
 // promotes it into the fp32 result with the product of the two scales
 // (Hopper's FP8 tensor-core accumulation is too narrow to run over all of K).
