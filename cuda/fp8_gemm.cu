@@ -547,15 +547,31 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             return slab * kSlabBytes + r * 32 + (byte ^ (((r >> 2) & 1) << 4));
           }
         };
+        if constexpr (kMWaves > 1 && !kOutFp32) {
+          // stmatrix: one instruction stores the warp's 16 rows of two 8-column chunks (one
+          // slab's 32-byte rows): matrices (j, rows 0-7), (j, 8-15), (j + 1, 0-7), (j + 1, 8-15).
+          // Lane t addresses row t % 8 of matrix t / 8.
+          const u32 mat = lane / 8, r = (warp - 4 - wg * 4) * 16 + (mat % 2) * 8 + lane % 8;
+          const u32 at = ptx::smem_addr(tile_d) + r * 32 + (((mat / 2) * 16) ^ (((r >> 2) & 1) << 4));
 #pragma unroll
-        for (int j = 0; j < BLOCK_N / 8; ++j) {
+          for (int j = 0; j < BLOCK_N / 8; j += 2) {
+            ptx::stmatrix_x4(at + (j / 2) * kSlabBytes,
+                             ptx::pack_bf16x2(value(j, 0, 0), value(j, 0, 1)),
+                             ptx::pack_bf16x2(value(j, 1, 0), value(j, 1, 1)),
+                             ptx::pack_bf16x2(value(j + 1, 0, 0), value(j + 1, 0, 1)),
+                             ptx::pack_bf16x2(value(j + 1, 1, 0), value(j + 1, 1, 1)));
+          }
+        } else {
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const u32 off = offset(j, h);
-            if constexpr (kOutFp32) {
-              *reinterpret_cast<float2*>(tile_d + off) = make_float2(value(j, h, 0), value(j, h, 1));
-            } else {
-              *reinterpret_cast<u32*>(tile_d + off) = ptx::pack_bf16x2(value(j, h, 0), value(j, h, 1));
+          for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const u32 off = offset(j, h);
+              if constexpr (kOutFp32) {
+                *reinterpret_cast<float2*>(tile_d + off) = make_float2(value(j, h, 0), value(j, h, 1));
+              } else {
+                *reinterpret_cast<u32*>(tile_d + off) = ptx::pack_bf16x2(value(j, h, 0), value(j, h, 1));
+              }
             }
           }
         }

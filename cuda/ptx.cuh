@@ -202,6 +202,14 @@ DEVICE void tma_store_wait() {
   asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// Stores four 8x8 b16 matrices, register i of each thread holding its two elements of
+// matrix i in the mma fragment layout (row t / 4, columns 2 (t % 4) + {0, 1}); lane t
+// gives the shared address of row t % 8 of matrix t / 8 (16-byte aligned).
+DEVICE void stmatrix_x4(u32 addr, u32 r0, u32 r1, u32 r2, u32 r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n"
+               ::"r"(addr), "r"(r0), "r"(r1), "r"(r2), "r"(r3) : "memory");
+}
+
 // Ordinary shared-memory writes must be fenced before TMA (async proxy) reads them.
 DEVICE void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
