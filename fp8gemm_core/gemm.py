@@ -21,7 +21,8 @@ import numpy as np
 from . import arrays, driver, heuristics, jit, tma
 from .codegen import wgmma_fp8_source
 from .heuristics import (BLOCK_K, LARGE_TILE_SPEED, GemmConfig, candidate_block_ns, choose_gemm_config,
-                         effective_num_sms, stages_for, uses_ffma_reuse_chain, uses_overlap)
+                         copies_scales_m_major, effective_num_sms, stages_for, uses_ffma_reuse_chain,
+                         uses_overlap)
 
 __all__ = ["fp8_gemm_nt", "gemm_kernel_configs", "default_kernel_spec"]
 
@@ -40,7 +41,6 @@ _PARAM_KINDS = ("tmap", "tmap", "tmap", "u64", "i64", "i64", "u64", "i64", "i64"
 _P = {name: i for i, name in enumerate(_PARAMS)}
 _D_ROWS = 64    # rows of one TMA store box: one consumer warpgroup's share of the tile
 _D_SLAB = 32    # bytes of one TMA store box's rows (32-byte swizzle)
-SFA_COPY_MIN_M = 1000  # M from which row-major sfa is copied M-major first (large tiles)
 
 
 @dataclass
@@ -272,7 +272,7 @@ def _prepare_call(named, out_dtype) -> _Call | None:
     staged = cfg.staged_out_bytes  # (0 where the tile leaves no room to stage the output)
     call.plan = plan
     call.params = p = driver.KernelParams(_PARAM_KINDS)
-    if _copy_scales_m_major(SA, M, cfg):
+    if copies_scales_m_major(SA.strides, M, cfg):
         call.sfa_ld = -(-M // 4) * 4  # 16-byte aligned columns, as the bulk copy needs
     p.set(_P["sfa_stride_m"], 1 if call.sfa_ld else SA.strides[0])
     p.set(_P["sfa_stride_k"], call.sfa_ld or SA.strides[1])
@@ -294,18 +294,6 @@ def _prepare_call(named, out_dtype) -> _Call | None:
     call.kernel = int(plan.kernel.handle)
     call.grid, call.threads, call.smem = cfg.num_sms, cfg.threads, cfg.smem_bytes
     return call
-
-
-def _copy_scales_m_major(SA, rows: int, cfg: GemmConfig) -> bool:
-    """Whether to copy sfa ([M, kg], or [G, rows, kg]) M-major before the GEMM.
-
-    Tiles of 128+ x 128+ copy their A scales in bulk when sfa is M-major; from row-major
-    sfa they read one L2 sector per row per K block: 11-13% slower at M >= 1000 (perf log,
-    session 7). There an M-major copy (one small kernel, a few microseconds) pays; ``rows``
-    is M, or the rows of a typical group.
-    """
-    bulk_ready = SA.strides[-2] == 1 and SA.strides[-1] % 4 == 0
-    return not bulk_ready and rows >= SFA_COPY_MIN_M and cfg.block_m >= 128 and cfg.block_n >= 128
 
 
 def _m_major_scales(SA, ld: int, device: driver.Device, stream: int) -> arrays.DeviceArray:

@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 
 from . import arrays, driver, jit, tma
-from .gemm import (BF16, F32, FP8, _D_ROWS, _D_SLAB, _P, _PARAM_KINDS, _check_output,
-                   _copy_scales_m_major, _dtype_name, _extra_nvrtc_options, _kernel_spec,
-                   _m_major_scales, _pair, _staged_out_bytes)
-from .heuristics import BLOCK_K, GemmConfig, choose_gemm_config, effective_num_sms
+from .gemm import (BF16, F32, FP8, _D_ROWS, _D_SLAB, _P, _PARAM_KINDS, _check_output, _dtype_name,
+                   _extra_nvrtc_options, _kernel_spec, _m_major_scales, _pair, _staged_out_bytes)
+from .heuristics import BLOCK_K, GemmConfig, choose_gemm_config, copies_scales_m_major, effective_num_sms
 
 __all__ = ["m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm_nt_masked",
            "get_m_alignment_for_contiguous_layout"]
@@ -296,7 +295,7 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
 
     starts, ends, counts, group_stride, num_groups = groups
     scratch = None  # an M-major copy of row-major sfa on large tiles (as the dense GEMM does)
-    if _copy_scales_m_major(SA, m_hint, cfg):
+    if copies_scales_m_major(SA.strides, m_hint, cfg):
         ld = -(-SA.shape[-2] // 4) * 4
         scratch = _m_major_scales(SA, ld, device, stream)
         sfa_strides = (1, ld, SA.shape[-1] * ld if SA.ndim == 3 else 0)

@@ -39,6 +39,7 @@ LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 
 # about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
 EPILOGUE_K = 110
+SFA_COPY_MIN_ROWS = 1000  # rows from which non-M-major sfa is copied M-major (copies_scales_m_major)
 
 _num_sms_override: int | None = None
 _lock = threading.Lock()
@@ -183,6 +184,19 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes),
                       group_n=min(GROUP_N, n_blocks), num_sms=min(num_sms, count_tiles(bm, bn)) // cm * cm,
                       cluster_m=cm, overlap=overlap, staged_out_bytes=staged_out_bytes)
+
+
+def copies_scales_m_major(sfa_strides: tuple, rows: int, cfg: GemmConfig) -> bool:
+    """Whether a GEMM on ``cfg`` first copies sfa (element strides ``sfa_strides``, the last
+    two for rows and K blocks) into the M-major layout; ``rows``: M, or a typical group's rows.
+
+    Tiles of 128+ x 128+ copy their A scales in bulk when sfa is M-major with 16-byte aligned
+    columns; from other layouts they read one L2 sector per row per K block: 11-13% slower at
+    M >= 1000 (perf log, session 7). There the copy (one small kernel, a few microseconds)
+    pays: measured within 0.6-2.4% of M-major sfa at M >= 4096.
+    """
+    bulk_ready = sfa_strides[-2] == 1 and sfa_strides[-1] % 4 == 0
+    return not bulk_ready and rows >= SFA_COPY_MIN_ROWS and cfg.block_m >= 128 and cfg.block_n >= 128
 
 
 def uses_overlap(block_m: int, block_n: int) -> bool:

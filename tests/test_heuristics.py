@@ -111,3 +111,17 @@ def test_overlap_only_up_to_two_waves(monkeypatch):
     few = h.choose_gemm_config(1024, 4096, 7168, 132, 2, num_groups=1)
     assert (many.block_m, many.block_n, many.overlap, many.cluster_m) == (128, 128, False, 1)
     assert (few.block_m, few.block_n, few.overlap) == (128, 128, True)
+
+
+def test_scales_copied_m_major_only_where_it_pays():
+    large = h.choose_gemm_config(4096, 4096, 7168, 132, 2)
+    small = h.choose_gemm_config(64, 4096, 7168, 132, 2)
+    kg = 56
+    assert h.copies_scales_m_major((kg, 1), 4096, large)            # row-major
+    assert h.copies_scales_m_major((60, 1), 4096, large)            # row-major, padded rows
+    assert h.copies_scales_m_major((1, 4097), 4097, large)          # M-major, unaligned columns
+    assert not h.copies_scales_m_major((1, 4096), 4096, large)      # M-major, bulk-ready
+    assert not h.copies_scales_m_major((kg * 4096, 1, 4096), 4096, large)  # [G, M, kg] M-major
+    assert h.copies_scales_m_major((4096 * kg, kg, 1), 4096, large)        # [G, M, kg] row-major
+    assert not h.copies_scales_m_major((kg, 1), 999, large)         # too few rows to pay
+    assert not h.copies_scales_m_major((kg, 1), 4096, small)        # per-row tiles anyway
