@@ -122,6 +122,13 @@ struct TileWalker {
     lane_incl += before;
   }
 
+  // Dense only: whether this walk had a tile `back` places before its position (1: the one
+  // next() returned last). (Positions are first + k * step with first < step.)
+  DEVICE bool tile_before(i32 back) const {
+    static_assert(!kGrouped, "dense walks only");
+    return t - back * step >= 0;
+  }
+
   DEVICE bool next(Tile& tile) {
     i32 mb, nb;
     if constexpr (!kGrouped) {
@@ -151,19 +158,32 @@ struct TileWalker {
 // acc += part * scale, where the scale is sa * sb with sb the B scale of the
 // column's 128-wide block. Columns [0, 8 * SPLIT_J) of the tile use sb0, the rest
 // sb1; SPLIT_J is a template parameter so no per-column select is executed.
-template <int N, int SPLIT_J>
+// kFirst: acc = part * scale (the tile's first K block; acc was not zeroed).
+template <int N, int SPLIT_J, bool kFirst = false>
 DEVICE void promote(float (&acc)[N / 2], const float (&part)[N / 2], float sa0, float sa1,
                     float sb0, float sb1) {
   const float s00 = sa0 * sb0, s10 = sa1 * sb0, s01 = sa0 * sb1, s11 = sa1 * sb1;
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) {
     const float lo = j < SPLIT_J ? s00 : s01, hi = j < SPLIT_J ? s10 : s11;
-    acc[4 * j + 0] = fmaf(part[4 * j + 0], lo, acc[4 * j + 0]);
-    acc[4 * j + 1] = fmaf(part[4 * j + 1], lo, acc[4 * j + 1]);
-    acc[4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[4 * j + 2]);
-    acc[4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[4 * j + 3]);
+    if constexpr (kFirst) {
+      acc[4 * j + 0] = part[4 * j + 0] * lo;
+      acc[4 * j + 1] = part[4 * j + 1] * lo;
+      acc[4 * j + 2] = part[4 * j + 2] * hi;
+      acc[4 * j + 3] = part[4 * j + 3] * hi;
+    } else {
+      acc[4 * j + 0] = fmaf(part[4 * j + 0], lo, acc[4 * j + 0]);
+      acc[4 * j + 1] = fmaf(part[4 * j + 1], lo, acc[4 * j + 1]);
+      acc[4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[4 * j + 2]);
+      acc[4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[4 * j + 3]);
+    }
   }
 }
+
+template <bool B>
+struct Flag {
+  static constexpr bool value = B;
+};
 
 // Picks the promote<> instance for a run-time split. Tiles start at multiples of
 // N, so the split is a multiple of gcd(N, 128): only those instances exist.
@@ -274,6 +294,26 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   };
   const i32 num_k_blocks = (K + kBlockK - 1) / kBlockK;
 
+  // kShadowStore: a tile's result stays in acc until the next tile's first K block, and
+  // each 64-row slice goes to shared memory while that block's wgmma for the same m-wave
+  // run; then warp 2 (the "storer") stores it with TMA. Otherwise the tensor pipe idles
+  // through the epilogue (ncu, perf log session 7), and issued by a consumer thread the
+  // stores stall its warpgroup (perf log session 8). Only where staging has no divergent
+  // branch (bf16 through TMA, no C, dense): ptxas serializes wgmma around divergent code.
+  constexpr bool kShadowStore = kMWaves > 1 && kTmaStore && !kOutFp32 && kCMode == 0 && !kGrouped;
+  // Named barriers per consumer warpgroup g (its 128 threads and the storer's 32):
+  // kBarStaged + g, its slices are staged; kBarFree + g, the storer has read them.
+  constexpr u32 kBarStaged = 5, kBarFree = 5 + kMathWarpgroups;
+  constexpr u32 kSliceBytesD = 64 * BLOCK_N * kOutBytes;
+  // One TMA store per slab of a staged 64-row slice (TMA clips rows and columns past M and N).
+  auto tma_store_slice = [&](u8* tile_d, i32 n0, i32 row) {
+#pragma unroll
+    for (int sl = 0; sl < BLOCK_N / kSlabCols; ++sl) {
+      if (n0 + sl * kSlabCols < N) ptx::tma_store_2d(&tmap_d, tile_d + sl * kSlabBytes, n0 + sl * kSlabCols, row);
+    }
+    ptx::tma_store_commit();
+  };
+
   if (warp < 4) {
     // ---------------------------------------------------------------- producer
     // Registers move within what the launch allocated (from __launch_bounds__): two
@@ -359,6 +399,34 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           ptx::cp_async_mbar_arrive(&full[s]);
         }
       }
+    } else if (kShadowStore && warp == 2) {
+      // Storer: each tile's slices, once their consumer warpgroup has staged them.
+      const bool leader = ptx::lane_id() == 0;
+      auto tiles = walker();
+      Tile tile;
+      for (bool more = tiles.next(tile); more;) {
+#pragma unroll
+        for (u32 g = 0; g < kMathWarpgroups; ++g) {
+          ptx::bar_sync(kBarStaged + g, kWarpgroup + 32);
+          if (leader) {
+#pragma unroll
+            for (int w = 0; w < kMWaves; ++w) {
+              const u32 slice = g * kMWaves + w;
+              tma_store_slice(smem_d + slice * kSliceBytesD, tile.n0, tile.m0 + i32(slice) * 64);
+            }
+          }
+        }
+        Tile next;
+        more = tiles.next(next);
+        if (more) {  // the consumers stage `next` once the stores have read this tile
+          if (leader) ptx::tma_store_wait_read<0>();
+          __syncwarp();
+#pragma unroll
+          for (u32 g = 0; g < kMathWarpgroups; ++g) ptx::bar_arrive(kBarFree + g, kWarpgroup + 32);
+        }
+        tile = next;
+      }
+      if (leader) ptx::tma_store_wait<0>();  // shared memory must outlive the stores' reads
     }
     return;
   }
@@ -389,115 +457,36 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     DEVICE RingPos next() const { return s + 1 == STAGES ? RingPos{0, phase ^ 1} : RingPos{s + 1, phase}; }
   };
 
+  // (From the warp-uniform warp index, so that they stay in uniform registers.)
+  const u32 bar_staged = kBarStaged + (warp - 4) / 4, bar_free = kBarFree + (warp - 4) / 4;
   float acc[kMWaves][BLOCK_N / 2];
   float part[BLOCK_N / 2];
   float part2[kOverlap ? BLOCK_N / 2 : 1];
   RingPos pos;
-  auto tiles = walker();
-  for (Tile tile; tiles.next(tile);) {
-    const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
-    const i32 row0_first = m0 + row_in_tile(0), row1_first = row0_first + 8;  // m-wave w: 64 w further
-    const i32 sb_block0 = n0 / 128;
-    // First 8-column chunk of the tile in the second scale block (warp-uniform).
-    const i32 split_j = ((sb_block0 + 1) * 128 - n0) / 8;
 
+  // stmatrix: one instruction stores the warp's 16 rows of two 8-column chunks (one slab's
+  // 32-byte rows) of a 64-row slice: matrices (j, rows 0-7), (j, 8-15), (j + 1, 0-7),
+  // (j + 1, 8-15). Lane t addresses row t % 8 of matrix t / 8. Stages m-wave w's slice of
+  // this warpgroup; value(j, h, e) as below. (One per-thread base; the rest immediates.)
+  const u32 stsm_at = [&]() {
+    const u32 mat = lane / 8, r = (warp - 4 - wg * 4) * 16 + (mat % 2) * 8 + lane % 8;
+    return ptx::smem_addr(smem_d + wg * kMWaves * kSliceBytesD) + r * 32 + (((mat / 2) * 16) ^ (((r >> 2) & 1) << 4));
+  }();
+  auto stmatrix_slice = [&](int w, auto value) {
+    const u32 at = stsm_at;
 #pragma unroll
-    for (int w = 0; w < kMWaves; ++w) {
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) acc[w][i] = 0.f;
+    for (int j = 0; j < BLOCK_N / 8; j += 2) {
+      ptx::stmatrix_x4(at + w * (64 * BLOCK_N * kOutBytes) + (j / 2) * kSlabBytes,
+                       ptx::pack_bf16x2(value(j, 0, 0), value(j, 0, 1)),
+                       ptx::pack_bf16x2(value(j, 1, 0), value(j, 1, 1)),
+                       ptx::pack_bf16x2(value(j + 1, 0, 0), value(j + 1, 0, 1)),
+                       ptx::pack_bf16x2(value(j + 1, 1, 0), value(j + 1, 1, 1)));
     }
+  };
 
-    // Wait for stage at's data (first m-wave), issue m-wave w's four wgmma into p (not
-    // waited), and read its scales for this thread's rows and the tile's B block(s) into sc.
-    auto issue = [&](float (&p)[BLOCK_N / 2], RingPos at, float (&sc)[4], int w = 0) {
-      if (w == 0) ptx::mbar_wait(&full[at.s], at.phase);
-      const u32 desc_a = desc_a0 + at.s * (kTileBytesA / 16) + w * (64 * kBlockK / 16);
-      const u32 desc_b = desc_b0 + at.s * (kTileBytesB / 16);
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
-      ptx::wgmma_fence();
-#ifndef FP8GEMM_EXPERIMENT_SKIP_MMA  // timing experiments only: see docs/perf-log.md
-#pragma unroll
-      for (int kk = 0; kk < kBlockK / 32; ++kk) {
-        WgmmaFp8<BLOCK_N>::mma(p, ptx::smem_desc(desc_a + 2 * kk), ptx::smem_desc(desc_b + 2 * kk), kk > 0);
-      }
-#endif
-      ptx::wgmma_commit();
-      // The scales are only needed to promote: read them once the wgmma are on their way,
-      // so the wait for the loads cannot delay the issue.
-      const float* scales = smem_scales + at.s * kScaleStride;
-      sc[0] = scales[row_in_tile(w)];
-      sc[1] = scales[row_in_tile(w) + 8];
-      sc[2] = scales[BLOCK_M];
-      sc[3] = scales[BLOCK_M + 1];
-    };
-    // Once m-wave w of stage at's wgmma are complete: release the stage (after its last
-    // m-wave), promote p into acc[w].
-    auto retire = [&](float (&p)[BLOCK_N / 2], RingPos at, const float (&sc)[4], int w = 0) {
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
-      // This warp is done reading the stage (its scales are in registers since issue);
-      // the producers (ours and the peer's, which multicasts half of B into it) may refill it.
-      if (lane == 0 && w == kMWaves - 1) {
-        if constexpr (CLUSTER_M > 1) {
-#pragma unroll
-          for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[at.s], r);
-        } else {
-          ptx::mbar_arrive(&empty[at.s]);
-        }
-      }
-#ifdef FP8GEMM_EXPERIMENT_SKIP_PROMOTE
-      return;
-#endif
-      if constexpr (kTwoScaleBlocks) {
-        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc[w], p, sc[0], sc[1], sc[2], sc[3]);
-      } else {
-        promote<BLOCK_N, BLOCK_N / 8>(acc[w], p, sc[0], sc[1], sc[2], sc[2]);
-      }
-    };
-
-    if constexpr (!kOverlap) {
-      // Unrolled by two: measured 9% faster than the plain loop (docs/perf-log.md, v6).
-      auto step = [&]() {
-#pragma unroll
-        for (int w = 0; w < kMWaves; ++w) {
-          float sc[4];
-          issue(part, pos, sc, w);
-          ptx::wgmma_wait<0>();
-          retire(part, pos, sc, w);
-        }
-        pos = pos.next();
-      };
-      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
-        step();
-        if (kb + 1 < num_k_blocks) step();
-      }
-    } else {
-      // Two partial accumulators, two K blocks per iteration: both are issued back to
-      // back and the first is promoted while the second's wgmma run. Nothing stays in
-      // flight across iterations: with a wgmma pending over the loop's back edge, ptxas
-      // serialized every wgmma (its note C7514), measured in all earlier versions.
-      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
-        float sc0[4], sc1[4];
-        const bool pair = kb + 1 < num_k_blocks;
-        const RingPos second = pos.next();
-        issue(part, pos, sc0);
-        if (pair) {
-          issue(part2, second, sc1);
-          ptx::wgmma_wait<1>();
-        } else {
-          ptx::wgmma_wait<0>();
-        }
-        retire(part, pos, sc0);
-        if (pair) {
-          ptx::wgmma_wait<0>();
-          retire(part2, second, sc1);
-        }
-        pos = pair ? second.next() : second;
-      }
-    }
-
-    // Epilogue, one 64-row slice (m-wave) at a time.
+  // Epilogue of the tile at (m0, n0) whose rows end at m_end; this thread's first rows are
+  // row0_first and row1_first (m-wave w: 64 w further).
+  auto store_tile = [&](i32 m0, i32 n0, i32 m_end, i32 row0_first, i32 row1_first) {
     bool waited = false;  // for the previous tile's TMA stores to have read smem_d
 #pragma unroll
     for (int w = 0; w < kMWaves; ++w) {
@@ -520,7 +509,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       const bool tma_store = kTmaStore && min(m0 + i32(slice) * 64 + 64, M) <= m_end;
       if (tma_store) {
         // Through shared memory: conflict-free 32-byte-swizzled writes, then one TMA store
-        // per slab (TMA clips rows and columns past M and N).
+        // per slab.
         u8* tile_d = smem_d + slice * 64 * BLOCK_N * kOutBytes;
         const bool leader = math_tid % kWarpgroup == 0;
         if (!waited) {
@@ -548,19 +537,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           }
         };
         if constexpr (kMWaves > 1 && !kOutFp32) {
-          // stmatrix: one instruction stores the warp's 16 rows of two 8-column chunks (one
-          // slab's 32-byte rows): matrices (j, rows 0-7), (j, 8-15), (j + 1, 0-7), (j + 1, 8-15).
-          // Lane t addresses row t % 8 of matrix t / 8.
-          const u32 mat = lane / 8, r = (warp - 4 - wg * 4) * 16 + (mat % 2) * 8 + lane % 8;
-          const u32 at = ptx::smem_addr(tile_d) + r * 32 + (((mat / 2) * 16) ^ (((r >> 2) & 1) << 4));
-#pragma unroll
-          for (int j = 0; j < BLOCK_N / 8; j += 2) {
-            ptx::stmatrix_x4(at + (j / 2) * kSlabBytes,
-                             ptx::pack_bf16x2(value(j, 0, 0), value(j, 0, 1)),
-                             ptx::pack_bf16x2(value(j, 1, 0), value(j, 1, 1)),
-                             ptx::pack_bf16x2(value(j + 1, 0, 0), value(j + 1, 0, 1)),
-                             ptx::pack_bf16x2(value(j + 1, 1, 0), value(j + 1, 1, 1)));
-          }
+          stmatrix_slice(w, value);
         } else {
 #pragma unroll
           for (int j = 0; j < BLOCK_N / 8; ++j) {
@@ -577,15 +554,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         }
         ptx::fence_proxy_async_smem();  // make the writes visible to the TMA unit
         ptx::bar_sync(3 + wg, kWarpgroup);
-        if (leader) {
-#pragma unroll
-          for (int sl = 0; sl < BLOCK_N / kSlabCols; ++sl) {
-            if (n0 + sl * kSlabCols < N) {
-              ptx::tma_store_2d(&tmap_d, tile_d + sl * kSlabBytes, n0 + sl * kSlabCols, m0 + slice * 64);
-            }
-          }
-          ptx::tma_store_commit();
-        }
+        if (leader) tma_store_slice(tile_d, n0, m0 + slice * 64);
       } else {
         // Straight from registers, two adjacent columns per store.
 #pragma unroll
@@ -605,6 +574,160 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           }
         }
       }
+    }
+  };
+
+  auto tiles = walker();
+  if constexpr (kShadowStore) {
+#pragma unroll
+    for (int w = 0; w < kMWaves; ++w) {
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 2; ++i) acc[w][i] = 0.f;
+    }
+  }
+  for (Tile tile; tiles.next(tile);) {
+    const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
+    const i32 row0_first = m0 + row_in_tile(0), row1_first = row0_first + 8;  // m-wave w: 64 w further
+    const i32 sb_block0 = n0 / 128;
+    // First 8-column chunk of the tile in the second scale block (warp-uniform).
+    const i32 split_j = ((sb_block0 + 1) * 128 - n0) / 8;
+
+    if constexpr (!kShadowStore) {
+#pragma unroll
+      for (int w = 0; w < kMWaves; ++w) {
+#pragma unroll
+        for (int i = 0; i < BLOCK_N / 2; ++i) acc[w][i] = 0.f;
+      }
+    }
+
+    // Wait for stage at's data (first m-wave), issue m-wave w's four wgmma into p (not
+    // waited), and read its scales for this thread's rows and the tile's B block(s) into sc.
+    auto issue = [&](float (&p)[BLOCK_N / 2], RingPos at, float (&sc)[4], int w = 0) {
+      if (w == 0) ptx::mbar_wait(&full[at.s], at.phase);
+      const u32 desc_a = desc_a0 + at.s * (kTileBytesA / 16) + w * (64 * kBlockK / 16);
+      const u32 desc_b = desc_b0 + at.s * (kTileBytesB / 16);
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
+      ptx::wgmma_fence();
+#ifndef FP8GEMM_EXPERIMENT_SKIP_MMA  // timing experiments only: see docs/perf-log.md
+#pragma unroll
+      for (int kk = 0; kk < kBlockK / 32; ++kk) {
+        WgmmaFp8<BLOCK_N>::mma(p, ptx::smem_desc(desc_a + 2 * kk), ptx::smem_desc(desc_b + 2 * kk), kk > 0);
+      }
+#endif
+      ptx::wgmma_commit();
+      // The scales are only needed to promote: read them once the wgmma are on their way,
+      // so the wait for the loads cannot delay the issue.
+      const float* scales = smem_scales + at.s * kScaleStride;
+      sc[0] = scales[row_in_tile(w)];
+      sc[1] = scales[row_in_tile(w) + 8];
+      sc[2] = scales[BLOCK_M];
+      sc[3] = scales[BLOCK_M + 1];
+    };
+    // Once m-wave w of stage at's wgmma are complete: release the stage (after its last
+    // m-wave), promote p into acc[w] (first: Flag<true> on the tile's first K block, where
+    // acc was not zeroed).
+    auto retire = [&](auto first, float (&p)[BLOCK_N / 2], RingPos at, const float (&sc)[4], int w = 0) {
+      constexpr bool kFirst = decltype(first)::value;
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
+      // This warp is done reading the stage (its scales are in registers since issue);
+      // the producers (ours and the peer's, which multicasts half of B into it) may refill it.
+      if (lane == 0 && w == kMWaves - 1) {
+        if constexpr (CLUSTER_M > 1) {
+#pragma unroll
+          for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[at.s], r);
+        } else {
+          ptx::mbar_arrive(&empty[at.s]);
+        }
+      }
+#ifdef FP8GEMM_EXPERIMENT_SKIP_PROMOTE
+      return;
+#endif
+      if constexpr (kTwoScaleBlocks) {
+        static_assert(!kFirst, "two scale blocks: acc is zeroed");
+        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc[w], p, sc[0], sc[1], sc[2], sc[3]);
+      } else {
+        promote<BLOCK_N, BLOCK_N / 8, kFirst>(acc[w], p, sc[0], sc[1], sc[2], sc[2]);
+      }
+    };
+
+    if constexpr (!kOverlap) {
+      // Unrolled by two: measured 9% faster than the plain loop (docs/perf-log.md, v6).
+      auto step = [&]() {
+#pragma unroll
+        for (int w = 0; w < kMWaves; ++w) {
+          float sc[4];
+          issue(part, pos, sc, w);
+          ptx::wgmma_wait<0>();
+          retire(Flag<false>{}, part, pos, sc, w);
+        }
+        pos = pos.next();
+      };
+      if constexpr (kShadowStore) {
+        // K block 0: m-wave w's wgmma run while slice w of the tile before is staged for the
+        // storer, and acc[w] restarts from this block. (First tile: acc holds zeros, staged
+        // and never stored.) Staging waits for the storer to have read the tile before that.
+        if (tiles.tile_before(3)) ptx::bar_sync(bar_free, kWarpgroup + 32);
+#pragma unroll
+        for (int w = 0; w < kMWaves; ++w) {
+          float sc[4];
+          issue(part, pos, sc, w);
+          stmatrix_slice(w, [&](int j, int h, int e) { return acc[w][4 * j + 2 * h + e]; });
+          ptx::wgmma_wait<0>();
+          retire(Flag<true>{}, part, pos, sc, w);
+        }
+        pos = pos.next();
+        if (tiles.tile_before(2)) {
+          ptx::fence_proxy_async_smem();  // make the writes visible to the TMA unit
+          ptx::bar_arrive(bar_staged, kWarpgroup + 32);
+        }
+        for (i32 kb = 1; kb < num_k_blocks; kb += 2) {
+          step();
+          if (kb + 1 < num_k_blocks) step();
+        }
+      } else {
+        for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
+          step();
+          if (kb + 1 < num_k_blocks) step();
+        }
+      }
+    } else {
+      // Two partial accumulators, two K blocks per iteration: both are issued back to
+      // back and the first is promoted while the second's wgmma run. Nothing stays in
+      // flight across iterations: with a wgmma pending over the loop's back edge, ptxas
+      // serialized every wgmma (its note C7514), measured in all earlier versions.
+      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
+        float sc0[4], sc1[4];
+        const bool pair = kb + 1 < num_k_blocks;
+        const RingPos second = pos.next();
+        issue(part, pos, sc0);
+        if (pair) {
+          issue(part2, second, sc1);
+          ptx::wgmma_wait<1>();
+        } else {
+          ptx::wgmma_wait<0>();
+        }
+        retire(Flag<false>{}, part, pos, sc0);
+        if (pair) {
+          ptx::wgmma_wait<0>();
+          retire(Flag<false>{}, part2, second, sc1);
+        }
+        pos = pair ? second.next() : second;
+      }
+    }
+
+    if constexpr (!kShadowStore) store_tile(m0, n0, m_end, row0_first, row1_first);
+  }
+  if constexpr (kShadowStore) {
+    if (tiles.tile_before(1)) {  // the last tile
+      if (tiles.tile_before(2)) ptx::bar_sync(bar_free, kWarpgroup + 32);
+#pragma unroll
+      for (int w = 0; w < kMWaves; ++w) {
+        stmatrix_slice(w, [&](int j, int h, int e) { return acc[w][4 * j + 2 * h + e]; });
+      }
+      ptx::fence_proxy_async_smem();
+      ptx::bar_arrive(bar_staged, kWarpgroup + 32);
     }
   }
   // Shared memory must outlive the last stores' reads of it.
