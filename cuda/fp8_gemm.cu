@@ -187,14 +187,14 @@ struct Flag {
 
 // Picks the promote<> instance for a run-time split. Tiles start at multiples of
 // N, so the split is a multiple of gcd(N, 128): only those instances exist.
-template <int N, int STEP_J, int J = STEP_J>
+template <int N, int STEP_J, bool kFirst = false, int J = STEP_J>
 DEVICE void promote_split(i32 split_j, float (&acc)[N / 2], const float (&part)[N / 2], float sa0,
                           float sa1, float sb0, float sb1) {
   if constexpr (J >= N / 8) {
-    promote<N, N / 8>(acc, part, sa0, sa1, sb0, sb1);
+    promote<N, N / 8, kFirst>(acc, part, sa0, sa1, sb0, sb1);
   } else {
-    if (split_j == J) promote<N, J>(acc, part, sa0, sa1, sb0, sb1);
-    else promote_split<N, STEP_J, J + STEP_J>(split_j, acc, part, sa0, sa1, sb0, sb1);
+    if (split_j == J) promote<N, J, kFirst>(acc, part, sa0, sa1, sb0, sb1);
+    else promote_split<N, STEP_J, kFirst, J + STEP_J>(split_j, acc, part, sa0, sa1, sb0, sb1);
   }
 }
 
@@ -299,8 +299,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // run; then warp 2 (the "storer") stores it with TMA. Otherwise the tensor pipe idles
   // through the epilogue (ncu, perf log session 7), and issued by a consumer thread the
   // stores stall its warpgroup (perf log session 8). Only where staging has no divergent
-  // branch (bf16 through TMA, no C, dense): ptxas serializes wgmma around divergent code.
-  constexpr bool kShadowStore = kMWaves > 1 && kTmaStore && !kOutFp32 && kCMode == 0 && !kGrouped;
+  // branch (through TMA, no C, dense): ptxas serializes wgmma around divergent code.
+  constexpr bool kShadowStore = kTmaStore && kCMode == 0 && !kGrouped;
   // Named barriers per consumer warpgroup g (its 128 threads and the storer's 32):
   // kBarStaged + g, its slices are staged; kBarFree + g, the storer has read them.
   constexpr u32 kBarStaged = 5, kBarFree = 5 + kMathWarpgroups;
@@ -460,6 +460,13 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // (From the warp-uniform warp index, so that they stay in uniform registers.)
   const u32 bar_staged = kBarStaged + (warp - 4) / 4, bar_free = kBarFree + (warp - 4) / 4;
   float acc[kMWaves][BLOCK_N / 2];
+  if constexpr (kShadowStore) {  // staged before the first tile, never stored
+#pragma unroll
+    for (int w = 0; w < kMWaves; ++w) {
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 2; ++i) acc[w][i] = 0.f;
+    }
+  }
   float part[BLOCK_N / 2];
   float part2[kOverlap ? BLOCK_N / 2 : 1];
   RingPos pos;
@@ -481,6 +488,41 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
                        ptx::pack_bf16x2(value(j, 1, 0), value(j, 1, 1)),
                        ptx::pack_bf16x2(value(j + 1, 0, 0), value(j + 1, 0, 1)),
                        ptx::pack_bf16x2(value(j + 1, 1, 0), value(j + 1, 1, 1)));
+    }
+  };
+
+  // 32-byte swizzle: the 16-byte half of a row flips on rows 4-7 of every 8. The
+  // byte offset in the slice of this thread's pair in 8-column chunk j, row half h.
+  // With m-waves it is built from two per-thread values (even and odd chunks; bf16:
+  // two chunks share a slab) plus immediates: otherwise ptxas keeps every store
+  // address of both slices live across the tile loop, and spills. (One slice keeps
+  // the per-store form: the other measured 5.5% slower on 128x192, perf log session 7.)
+  auto offset = [&](int w, int j, int h) -> u32 {
+    const u32 slab = kOutFp32 ? j : j / 2, slice = wg * kMWaves + w;
+    if constexpr (kMWaves > 1) {
+      const u32 row_in_slice = row_in_tile0 - wg * kMWaves * 64;
+      const u32 flip = ((row_in_slice >> 2) & 1) << 4;
+      const u32 at_even = row_in_slice * 32 + ((kOutFp32 ? col_in_chunk * 4 : col_in_chunk * 2) ^ flip);
+      return slab * kSlabBytes + h * 8 * 32 + (j % 2 && !kOutFp32 ? at_even ^ 16 : at_even);
+    } else {
+      const u32 r = row_in_tile(w) - slice * 64 + 8 * h;
+      const u32 byte = kOutFp32 ? col_in_chunk * 4 : (j % 2) * 16 + col_in_chunk * 2;
+      return slab * kSlabBytes + r * 32 + (byte ^ (((r >> 2) & 1) << 4));
+    }
+  };
+  // kShadowStore: stages m-wave w's slice of the tile in acc into shared memory.
+  auto stage = [&](int w) {
+    if constexpr (!kOutFp32) {
+      stmatrix_slice(w, [&](int j, int h, int e) { return acc[w][4 * j + 2 * h + e]; });
+    } else {
+      u8* tile_d = smem_d + (wg * kMWaves + w) * kSliceBytesD;
+#pragma unroll
+      for (int j = 0; j < BLOCK_N / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          *reinterpret_cast<float2*>(tile_d + offset(w, j, h)) = make_float2(acc[w][4 * j + 2 * h], acc[w][4 * j + 2 * h + 1]);
+        }
+      }
     }
   };
 
@@ -517,25 +559,6 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           waited = true;
         }
         ptx::bar_sync(3 + wg, kWarpgroup);
-        // 32-byte swizzle: the 16-byte half of a row flips on rows 4-7 of every 8. The
-        // byte offset in the slice of this thread's pair in 8-column chunk j, row half h.
-        // With m-waves it is built from two per-thread values (even and odd chunks; bf16:
-        // two chunks share a slab) plus immediates: otherwise ptxas keeps every store
-        // address of both slices live across the tile loop, and spills. (One slice keeps
-        // the per-store form: the other measured 5.5% slower on 128x192, perf log session 7.)
-        auto offset = [&](int j, int h) -> u32 {
-          const u32 slab = kOutFp32 ? j : j / 2;
-          if constexpr (kMWaves > 1) {
-            const u32 row_in_slice = row_in_tile0 - wg * kMWaves * 64;
-            const u32 flip = ((row_in_slice >> 2) & 1) << 4;
-            const u32 at_even = row_in_slice * 32 + ((kOutFp32 ? col_in_chunk * 4 : col_in_chunk * 2) ^ flip);
-            return slab * kSlabBytes + h * 8 * 32 + (j % 2 && !kOutFp32 ? at_even ^ 16 : at_even);
-          } else {
-            const u32 r = row_in_tile(w) - slice * 64 + 8 * h;
-            const u32 byte = kOutFp32 ? col_in_chunk * 4 : (j % 2) * 16 + col_in_chunk * 2;
-            return slab * kSlabBytes + r * 32 + (byte ^ (((r >> 2) & 1) << 4));
-          }
-        };
         if constexpr (kMWaves > 1 && !kOutFp32) {
           stmatrix_slice(w, value);
         } else {
@@ -543,7 +566,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           for (int j = 0; j < BLOCK_N / 8; ++j) {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              const u32 off = offset(j, h);
+              const u32 off = offset(w, j, h);
               if constexpr (kOutFp32) {
                 *reinterpret_cast<float2*>(tile_d + off) = make_float2(value(j, h, 0), value(j, h, 1));
               } else {
@@ -578,13 +601,6 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   };
 
   auto tiles = walker();
-  if constexpr (kShadowStore) {
-#pragma unroll
-    for (int w = 0; w < kMWaves; ++w) {
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) acc[w][i] = 0.f;
-    }
-  }
   for (Tile tile; tiles.next(tile);) {
     const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
     const i32 row0_first = m0 + row_in_tile(0), row1_first = row0_first + 8;  // m-wave w: 64 w further
@@ -645,8 +661,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       return;
 #endif
       if constexpr (kTwoScaleBlocks) {
-        static_assert(!kFirst, "two scale blocks: acc is zeroed");
-        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8>(split_j, acc[w], p, sc[0], sc[1], sc[2], sc[3]);
+        promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8, kFirst>(split_j, acc[w], p, sc[0], sc[1], sc[2], sc[3]);
       } else {
         promote<BLOCK_N, BLOCK_N / 8, kFirst>(acc[w], p, sc[0], sc[1], sc[2], sc[2]);
       }
@@ -673,7 +688,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         for (int w = 0; w < kMWaves; ++w) {
           float sc[4];
           issue(part, pos, sc, w);
-          stmatrix_slice(w, [&](int j, int h, int e) { return acc[w][4 * j + 2 * h + e]; });
+          stage(w);
           ptx::wgmma_wait<0>();
           retire(Flag<true>{}, part, pos, sc, w);
         }
@@ -697,23 +712,37 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // back and the first is promoted while the second's wgmma run. Nothing stays in
       // flight across iterations: with a wgmma pending over the loop's back edge, ptxas
       // serialized every wgmma (its note C7514), measured in all earlier versions.
-      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
+      // (first: Flag<true> for the tile's first two K blocks; kShadowStore: the tile before
+      // is staged in the flight of the first's wgmma, as in the plain loop below.)
+      auto two_blocks = [&](i32 kb, auto first) {
         float sc0[4], sc1[4];
         const bool pair = kb + 1 < num_k_blocks;
         const RingPos second = pos.next();
         issue(part, pos, sc0);
+        if constexpr (decltype(first)::value) stage(0);
         if (pair) {
           issue(part2, second, sc1);
           ptx::wgmma_wait<1>();
         } else {
           ptx::wgmma_wait<0>();
         }
-        retire(Flag<false>{}, part, pos, sc0);
+        retire(first, part, pos, sc0);
         if (pair) {
           ptx::wgmma_wait<0>();
           retire(Flag<false>{}, part2, second, sc1);
         }
         pos = pair ? second.next() : second;
+      };
+      if constexpr (kShadowStore) {
+        if (tiles.tile_before(3)) ptx::bar_sync(bar_free, kWarpgroup + 32);
+        two_blocks(0, Flag<true>{});
+        if (tiles.tile_before(2)) {
+          ptx::fence_proxy_async_smem();
+          ptx::bar_arrive(bar_staged, kWarpgroup + 32);
+        }
+        for (i32 kb = 2; kb < num_k_blocks; kb += 2) two_blocks(kb, Flag<false>{});
+      } else {
+        for (i32 kb = 0; kb < num_k_blocks; kb += 2) two_blocks(kb, Flag<false>{});
       }
     }
 
@@ -723,9 +752,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     if (tiles.tile_before(1)) {  // the last tile
       if (tiles.tile_before(2)) ptx::bar_sync(bar_free, kWarpgroup + 32);
 #pragma unroll
-      for (int w = 0; w < kMWaves; ++w) {
-        stmatrix_slice(w, [&](int j, int h, int e) { return acc[w][4 * j + 2 * h + e]; });
-      }
+      for (int w = 0; w < kMWaves; ++w) stage(w);
       ptx::fence_proxy_async_smem();
       ptx::bar_arrive(bar_staged, kWarpgroup + 32);
     }

@@ -160,24 +160,28 @@ def test_each_large_tile(tile, out_dtype, monkeypatch):
 
 
 @requires_gpu
-@pytest.mark.parametrize("num_sms,k", [(2, 128), (6, 384), (None, 640), (2, 1664), (None, 2048)])
-def test_256_row_tiles_store_in_the_next_tiles_shadow(num_sms, k, monkeypatch):
-    # 256x128 tiles, bf16 out, no C: each tile's result is staged while the next tile's
-    # first K block runs and stored after it, the last tile's after the walk. Walks of many
-    # tiles per CTA (one or three CTA pairs) and of one (all SMs); one K block (the first
-    # block only) and odd and even counts; partial last tiles in M and N.
-    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {(256, 128): 1.0})
+@pytest.mark.parametrize("tile", list(heuristics.LARGE_TILE_SPEED))
+@pytest.mark.parametrize("out_dtype", [BF16, np.dtype(np.float32)])
+@pytest.mark.parametrize("num_sms,k", [(2, 128), (6, 384), (60, 640), (None, 1664)])
+def test_tiles_store_in_the_next_tiles_shadow(tile, out_dtype, num_sms, k, monkeypatch):
+    # No C, output staged for TMA: each tile's result is staged while the next tile's
+    # first K block runs and stored by the storer warp, the last tile's after the walk.
+    # Walks of many tiles per CTA (2 and 6 SMs), of two (60 SMs: with the overlapped loop
+    # on 128-wide tiles) and of one; one K block (the first block only) and more; partial
+    # last tiles in M and N. (256x128 with fp32 out has no room to stage: register stores.)
+    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
     rng, seed = _rng()
-    m = 1500 + 8 * [2, 6, None].index(num_sms) + k // 128  # distinct shapes: plans are cached
+    # Distinct shapes per tile and dtype (plans are cached); M-blocks even for 256-row tiles.
+    m = 1100 + 64 * list(heuristics.LARGE_TILE_SPEED).index(tile) + 16 * (out_dtype == BF16) + 1
     n = 1040
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
-    out = poisoned((m, n), BF16)
+    out = poisoned((m, n), out_dtype)
     try:
         fg.set_num_sms(num_sms)
         fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
     finally:
         fg.set_num_sms(None)
-    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+    check_against_reference(a8, sfa, b8, sfb, out, out_dtype=out_dtype, rng=rng, seed=seed)
 
 
 @requires_gpu
