@@ -10,6 +10,10 @@
 // consumer runs four m64nNk32 wgmma into a partial accumulator, waits, and
 // promotes it into the fp32 result with the product of the two scales
 // (Hopper's FP8 tensor-core accumulation is too narrow to run over all of K).
+// Where the output is staged for TMA stores (no C, plain loop), a finished tile is
+// staged in shared memory during the next tile's first K block, and warp 2 of the
+// producer warpgroup (the "storer") stores it, so the tensor pipe never waits for an
+// epilogue but the last one's (see kShadowStore).
 //
 // With CLUSTER_M = 2, two CTAs of a cluster take vertically adjacent tiles
 // (same B columns) and each loads half of the B tile with TMA multicast into
@@ -122,12 +126,9 @@ struct TileWalker {
     lane_incl += before;
   }
 
-  // Dense only: whether this walk had a tile `back` places before its position (1: the one
-  // next() returned last). (Positions are first + k * step with first < step.)
-  DEVICE bool tile_before(i32 back) const {
-    static_assert(!kGrouped, "dense walks only");
-    return t - back * step >= 0;
-  }
+  // Whether this walk had a tile `back` places before its position (1: the one next()
+  // returned last). (Positions are first + k * step with first < step.)
+  DEVICE bool tile_before(i32 back) const { return t - back * step >= 0; }
 
   DEVICE bool next(Tile& tile) {
     i32 mb, nb;
@@ -296,11 +297,15 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
   // kShadowStore: a tile's result stays in acc until the next tile's first K block, and
   // each 64-row slice goes to shared memory while that block's wgmma for the same m-wave
-  // run; then warp 2 (the "storer") stores it with TMA. Otherwise the tensor pipe idles
-  // through the epilogue (ncu, perf log session 7), and issued by a consumer thread the
-  // stores stall its warpgroup (perf log session 8). Only where staging has no divergent
-  // branch (through TMA, no C, dense): ptxas serializes wgmma around divergent code.
-  constexpr bool kShadowStore = kTmaStore && kCMode == 0 && !kGrouped;
+  // run; then warp 2 (the "storer") stores it: with TMA, or row by row where a slice
+  // ends inside a group (rows past a group's end belong to the next group or must keep
+  // their contents). Otherwise the tensor pipe idles through the epilogue (ncu, perf log
+  // session 7), and issued by a consumer thread the stores stall its warpgroup (perf log
+  // session 8). Not with C (its reads would make the staging divergent, and ptxas
+  // serializes wgmma around divergent code), nor in the overlapped loop (chosen for at most
+  // two tiles per CTA, where it hides one epilogue at most: measured 1.5-2.6% slower on the
+  // masked grouped shapes).
+  constexpr bool kShadowStore = kTmaStore && kCMode == 0 && !kOverlap;
   // Named barriers per consumer warpgroup g (its 128 threads and the storer's 32):
   // kBarStaged + g, its slices are staged; kBarFree + g, the storer has read them.
   constexpr u32 kBarStaged = 5, kBarFree = 5 + kMathWarpgroups;
@@ -400,31 +405,51 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         }
       }
     } else if (kShadowStore && warp == 2) {
-      // Storer: each tile's slices, once their consumer warpgroup has staged them.
-      const bool leader = ptx::lane_id() == 0;
+      // Storer: each tile's slices, once their consumer warpgroup has staged them, except
+      // the last tile's, which the consumers store themselves as soon as it is done (handed
+      // over, the tail of a walk of two or three tiles measured 1-7% slower). (The whole
+      // warp walks: the grouped walk is warp-cooperative.)
+      const u32 lane = ptx::lane_id();
+      const bool leader = lane == 0;
+      constexpr int kChunks = BLOCK_N * kOutBytes / 16;  // 16-byte pieces of a staged row
       auto tiles = walker();
-      Tile tile;
-      for (bool more = tiles.next(tile); more;) {
-#pragma unroll
+      Tile tile, next;
+      for (bool more = tiles.next(tile) && tiles.next(next); more; tile = next, more = tiles.next(next)) {
+#pragma unroll 1
         for (u32 g = 0; g < kMathWarpgroups; ++g) {
           ptx::bar_sync(kBarStaged + g, kWarpgroup + 32);
-          if (leader) {
-#pragma unroll
-            for (int w = 0; w < kMWaves; ++w) {
-              const u32 slice = g * kMWaves + w;
-              tma_store_slice(smem_d + slice * kSliceBytesD, tile.n0, tile.m0 + i32(slice) * 64);
+#pragma unroll 1
+          for (int w = 0; w < kMWaves; ++w) {
+            const u32 slice = g * kMWaves + w;
+            const i32 row0 = tile.m0 + i32(slice) * 64;
+            const u8* staged = smem_d + slice * kSliceBytesD;
+            if (min(row0 + 64, M) <= tile.m_end) {  // TMA clips rows past M (and columns past N)
+              if (leader) {
+#pragma unroll 1
+                for (int sl = 0; sl < BLOCK_N / kSlabCols && tile.n0 + sl * kSlabCols < N; ++sl) {
+                  ptx::tma_store_2d(&tmap_d, staged + sl * kSlabBytes, tile.n0 + sl * kSlabCols, row0);
+                }
+                ptx::tma_store_commit();
+              }
+            } else {
+              // Rows [row0, m_end) only, 16 bytes per lane and step (32-byte swizzle as staged).
+              const i32 rows = min(tile.m_end - row0, 64);
+              for (i32 i = i32(lane); i < rows * kChunks; i += 32) {
+                const i32 r = i / kChunks, ch = i % kChunks;
+                const i32 col = tile.n0 + ch * (16 / kOutBytes);
+                if (col >= N) continue;  // N is a multiple of 16 / kOutBytes (TMA-store rows)
+                const u32 at = (ch / 2) * kSlabBytes + r * 32 + (((ch % 2) * 16) ^ (((r >> 2) & 1) << 4));
+                *reinterpret_cast<uint4*>(static_cast<u8*>(d) + (i64(row0 + r) * ldd + col) * kOutBytes) =
+                    *reinterpret_cast<const uint4*>(staged + at);
+              }
             }
           }
         }
-        Tile next;
-        more = tiles.next(next);
-        if (more) {  // the consumers stage `next` once the stores have read this tile
-          if (leader) ptx::tma_store_wait_read<0>();
-          __syncwarp();
+        // The consumers stage (or store) `next` once the stores have read this tile.
+        if (leader) ptx::tma_store_wait_read<0>();
+        __syncwarp();
 #pragma unroll
-          for (u32 g = 0; g < kMathWarpgroups; ++g) ptx::bar_arrive(kBarFree + g, kWarpgroup + 32);
-        }
-        tile = next;
+        for (u32 g = 0; g < kMathWarpgroups; ++g) ptx::bar_arrive(kBarFree + g, kWarpgroup + 32);
       }
       if (leader) ptx::tma_store_wait<0>();  // shared memory must outlive the stores' reads
     }
@@ -601,7 +626,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   };
 
   auto tiles = walker();
-  for (Tile tile; tiles.next(tile);) {
+  Tile tile;  // after the walk: its last tile (next() leaves it as it was)
+  while (tiles.next(tile)) {
     const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
     const i32 row0_first = m0 + row_in_tile(0), row1_first = row0_first + 8;  // m-wave w: 64 w further
     const i32 sb_block0 = n0 / 128;
@@ -712,49 +738,32 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // back and the first is promoted while the second's wgmma run. Nothing stays in
       // flight across iterations: with a wgmma pending over the loop's back edge, ptxas
       // serialized every wgmma (its note C7514), measured in all earlier versions.
-      // (first: Flag<true> for the tile's first two K blocks; kShadowStore: the tile before
-      // is staged in the flight of the first's wgmma, as in the plain loop below.)
-      auto two_blocks = [&](i32 kb, auto first) {
+      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
         float sc0[4], sc1[4];
         const bool pair = kb + 1 < num_k_blocks;
         const RingPos second = pos.next();
         issue(part, pos, sc0);
-        if constexpr (decltype(first)::value) stage(0);
         if (pair) {
           issue(part2, second, sc1);
           ptx::wgmma_wait<1>();
         } else {
           ptx::wgmma_wait<0>();
         }
-        retire(first, part, pos, sc0);
+        retire(Flag<false>{}, part, pos, sc0);
         if (pair) {
           ptx::wgmma_wait<0>();
           retire(Flag<false>{}, part2, second, sc1);
         }
         pos = pair ? second.next() : second;
-      };
-      if constexpr (kShadowStore) {
-        if (tiles.tile_before(3)) ptx::bar_sync(bar_free, kWarpgroup + 32);
-        two_blocks(0, Flag<true>{});
-        if (tiles.tile_before(2)) {
-          ptx::fence_proxy_async_smem();
-          ptx::bar_arrive(bar_staged, kWarpgroup + 32);
-        }
-        for (i32 kb = 2; kb < num_k_blocks; kb += 2) two_blocks(kb, Flag<false>{});
-      } else {
-        for (i32 kb = 0; kb < num_k_blocks; kb += 2) two_blocks(kb, Flag<false>{});
       }
     }
 
     if constexpr (!kShadowStore) store_tile(m0, n0, m_end, row0_first, row1_first);
   }
   if constexpr (kShadowStore) {
-    if (tiles.tile_before(1)) {  // the last tile
+    if (tiles.tile_before(1)) {  // the last tile, stored here (see the storer)
       if (tiles.tile_before(2)) ptx::bar_sync(bar_free, kWarpgroup + 32);
-#pragma unroll
-      for (int w = 0; w < kMWaves; ++w) stage(w);
-      ptx::fence_proxy_async_smem();
-      ptx::bar_arrive(bar_staged, kWarpgroup + 32);
+      store_tile(tile.m0, tile.n0, tile.m_end, tile.m0 + row_in_tile(0), tile.m0 + row_in_tile(0) + 8);
     }
   }
   // Shared memory must outlive the last stores' reads of it.

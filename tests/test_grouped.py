@@ -297,32 +297,37 @@ def test_masked(groups, max_m, n, k, out_dtype):
 
 @requires_gpu
 @pytest.mark.parametrize("tile", [t for t in heuristics.LARGE_TILE_SPEED if heuristics.tile_fits(*t, 1)])
-def test_each_large_tile(tile, monkeypatch):
+@pytest.mark.parametrize("num_sms, out_dtype", [(None, F32), (8, BF16)])
+def test_each_large_tile(tile, num_sms, out_dtype, monkeypatch):
     # Each tile the large-shape rule can pick without CTA pairs, forced on both layouts, groups ending inside
-    # a tile (and inside a 64-row slice), fp32 out. Distinct shapes per tile: plans are cached.
+    # a tile (and inside a 64-row slice). On 8 SMs each CTA walks many tiles: all but its last are stored by
+    # the storer warp, row by row where a slice ends inside a group. Distinct shapes per case: plans are cached.
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
     # Row-major sfa with groups of 1000+ rows on these tiles: read through an M-major copy.
     copies = []
     monkeypatch.setattr(grouped, "_m_major_scales", lambda *a: copies.append(a) or _m_major_scales(*a))
     rng, seed = _rng()
     groups, max_m, k = 3, 1100, 640
-    n = 1024 + 16 * list(heuristics.LARGE_TILE_SPEED).index(tile)
+    n = 1024 + 16 * list(heuristics.LARGE_TILE_SPEED).index(tile) + 128 * (num_sms is not None)
     a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
     masked = np.array([1100, 1037, 1025], np.int32)
-    out = to_dev(np.full((groups, max_m, n), np.nan, F32))
-    fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
-                                    to_dev(masked), expected_m=1050)
-    check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, F32, seed)
-
     sizes = np.array([1100, 1037, 1025])
     ends = np.cumsum(sizes).astype(np.int32)
     flat_a8, flat_sfa = a8.reshape(-1, k)[:ends[-1]], sfa.reshape(groups * max_m, -1)[:ends[-1]]
-    out = to_dev(np.full((ends[-1], n), np.nan, F32))
-    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
-                                        out, offsets=to_dev(ends))
+    fg.set_num_sms(num_sms)
+    try:
+        masked_out = to_dev(np.full((groups, max_m, n), np.nan, out_dtype))
+        fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), masked_out,
+                                        to_dev(masked), expected_m=1050)
+        out = to_dev(np.full((ends[-1], n), np.nan, out_dtype))
+        fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
+                                            out, offsets=to_dev(ends))
+    finally:
+        fg.set_num_sms(None)
+    check_masked(masked_out.to_numpy(), a8, sfa, b8, sfb, masked, out_dtype, seed)
     got = out.to_numpy()
     for g, (start, end) in enumerate(zip(ends - sizes, ends)):
-        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], F32, seed)
+        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], out_dtype, seed)
     assert len(copies) == 2, "both layouts copy row-major sfa M-major on large tiles"
 
 
