@@ -56,8 +56,11 @@ def main() -> None:
                     help="sfa as a quantizer writes it ([M, K/128] row-major) instead of M-major")
     ap.add_argument("--no-tma-store", action="store_true",
                     help="A/B experiment: epilogue stores from registers (no output staging in smem)")
+    ap.add_argument("--num-sms", type=int, default=0, help="A/B experiment: fg.set_num_sms(N)")
     args = ap.parse_args()
     from fp8gemm_core import heuristics
+    if args.num_sms:
+        fg.set_num_sms(args.num_sms)
     if args.no_tma_store:
         gemm._staged_out_bytes = lambda ldd, itemsize, aligned=True: 0
     if args.no_cluster:

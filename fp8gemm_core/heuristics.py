@@ -181,8 +181,16 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         # halved B traffic saves (+1.7-1.9% without; 128x160 / 192x128 / 128x192 gain 1-8%
         # from pairs).
         cm = 1
+    tiles = count_tiles(bm, bn)
+    grid = min(num_sms, tiles) // cm * cm
+    if num_groups is None:
+        # The fewest CTAs that take the same number of waves: as fast, and the idle SMs leave
+        # power to the busy ones (large shapes run at the power cap). Grouped GEMMs keep all
+        # SMs: their tile counts are estimates (masked) and vary per call.
+        waves = math.ceil(tiles / grid)
+        grid = min(grid, math.ceil(math.ceil(tiles / waves) / cm) * cm)
     return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes),
-                      group_n=min(GROUP_N, n_blocks), num_sms=min(num_sms, count_tiles(bm, bn)) // cm * cm,
+                      group_n=min(GROUP_N, n_blocks), num_sms=grid,
                       cluster_m=cm, overlap=overlap, staged_out_bytes=staged_out_bytes)
 
 

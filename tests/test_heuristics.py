@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from fp8gemm_core import heuristics as h
@@ -125,3 +127,22 @@ def test_scales_copied_m_major_only_where_it_pays():
     assert h.copies_scales_m_major((4096 * kg, kg, 1), 4096, large)        # [G, M, kg] row-major
     assert not h.copies_scales_m_major((kg, 1), 999, large)         # too few rows to pay
     assert not h.copies_scales_m_major((kg, 1), 4096, small)        # per-row tiles anyway
+
+
+@pytest.mark.parametrize("m, n, k", [(8192, 8192, 8192), (4096, 7168, 16384), (4096, 2112, 7168),
+                                     (64, 32768, 512), (64, 2112, 7168), (1000, 4096, 7168), (7, 100, 272)])
+def test_dense_grid_is_the_fewest_ctas_for_the_same_waves(m, n, k):
+    cfg = h.choose_gemm_config(m, n, k, 132, 2)
+    cm = cfg.cluster_m
+    tiles = math.ceil(math.ceil(m / cfg.block_m) / cm) * cm * math.ceil(n / cfg.block_n)
+    full = min(132, tiles) // cm * cm
+    assert cfg.num_sms % cm == 0 and cfg.num_sms <= full
+    assert math.ceil(tiles / cfg.num_sms) == math.ceil(tiles / full), "waves must not grow"
+    assert math.ceil(tiles / (cfg.num_sms - cm)) > math.ceil(tiles / full) or cfg.num_sms == cm
+    if (m, n, k) == (8192, 8192, 8192):  # 2048 tiles of 256x128: 16 waves on 128 CTAs, not 15.5 on 132
+        assert (cfg.block_m, cfg.num_sms) == (256, 128)
+
+
+def test_grouped_grid_keeps_every_sm():
+    cfg = h.choose_gemm_config(512, 4096, 7168, 132, 2, num_groups=2)
+    assert cfg.num_sms == 132
