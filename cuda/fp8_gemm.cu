@@ -19,8 +19,9 @@
 // (same B columns) and each loads half of the B tile with TMA multicast into
 // both, halving B's L2->SM traffic; their consumers release a stage in both.
 //
-// The host generates WgmmaFp8<BLOCK_N> (the asm operand list grows with N) and
-// puts it in front of this file; see fp8gemm_core/gemm.py. For the configurations
+// The host generates WgmmaFp8<N> for the wgmma width N (the tile's; 128 for 256-wide
+// tiles) and puts it in front of this file (the asm operand list grows with N); see
+// fp8gemm_core/gemm.py. For the configurations
 // where it was measured to help, the prelude also asks the JIT to rewrite the
 // promotion FFMAs' control bits after NVRTC (fp8gemm_core/sass.py).
 #include "ptx.cuh"
@@ -159,24 +160,25 @@ struct TileWalker {
 // acc += part * scale, where the scale is sa * sb with sb the B scale of the
 // column's 128-wide block. Columns [0, 8 * SPLIT_J) of the tile use sb0, the rest
 // sb1; SPLIT_J is a template parameter so no per-column select is executed.
-// kFirst: acc = part * scale (the tile's first K block; acc was not zeroed).
-template <int N, int SPLIT_J, bool kFirst = false>
-DEVICE void promote(float (&acc)[N / 2], const float (&part)[N / 2], float sa0, float sa1,
+// kFirst: acc = part * scale (the tile's first K block; acc was not zeroed). The part may
+// cover kOff / 4 chunks into a wider tile's acc (n-waves; kAccN columns).
+template <int N, int SPLIT_J, bool kFirst = false, int kAccN = N, int kOff = 0>
+DEVICE void promote(float (&acc)[kAccN / 2], const float (&part)[N / 2], float sa0, float sa1,
                     float sb0, float sb1) {
   const float s00 = sa0 * sb0, s10 = sa1 * sb0, s01 = sa0 * sb1, s11 = sa1 * sb1;
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) {
     const float lo = j < SPLIT_J ? s00 : s01, hi = j < SPLIT_J ? s10 : s11;
     if constexpr (kFirst) {
-      acc[4 * j + 0] = part[4 * j + 0] * lo;
-      acc[4 * j + 1] = part[4 * j + 1] * lo;
-      acc[4 * j + 2] = part[4 * j + 2] * hi;
-      acc[4 * j + 3] = part[4 * j + 3] * hi;
+      acc[kOff + 4 * j + 0] = part[4 * j + 0] * lo;
+      acc[kOff + 4 * j + 1] = part[4 * j + 1] * lo;
+      acc[kOff + 4 * j + 2] = part[4 * j + 2] * hi;
+      acc[kOff + 4 * j + 3] = part[4 * j + 3] * hi;
     } else {
-      acc[4 * j + 0] = fmaf(part[4 * j + 0], lo, acc[4 * j + 0]);
-      acc[4 * j + 1] = fmaf(part[4 * j + 1], lo, acc[4 * j + 1]);
-      acc[4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[4 * j + 2]);
-      acc[4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[4 * j + 3]);
+      acc[kOff + 4 * j + 0] = fmaf(part[4 * j + 0], lo, acc[kOff + 4 * j + 0]);
+      acc[kOff + 4 * j + 1] = fmaf(part[4 * j + 1], lo, acc[kOff + 4 * j + 1]);
+      acc[kOff + 4 * j + 2] = fmaf(part[4 * j + 2], hi, acc[kOff + 4 * j + 2]);
+      acc[kOff + 4 * j + 3] = fmaf(part[4 * j + 3], hi, acc[kOff + 4 * j + 3]);
     }
   }
 }
@@ -206,6 +208,10 @@ constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 // warpgroups would leave too few registers for their accumulators).
 constexpr int math_warpgroups(int block_m) { return block_m == 256 ? 2 : block_m / 64; }
 
+// The wgmma width of a BLOCK_N-wide tile: 256-wide tiles run as two 128-wide "n-waves" (a
+// 256-wide partial accumulator would not fit in registers beside the result).
+constexpr int wave_n(int block_n) { return block_n == 256 ? 128 : block_n; }
+
 }  // namespace fp8gemm
 
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
@@ -231,6 +237,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   using namespace fp8gemm;
   constexpr int kMathWarpgroups = math_warpgroups(BLOCK_M);
   constexpr int kMWaves = BLOCK_M / 64 / kMathWarpgroups;  // 64-row slices per consumer warpgroup
+  constexpr int kWaveN = wave_n(BLOCK_N);  // see wave_n
+  constexpr int kNWaves = BLOCK_N / kWaveN;
   constexpr u32 kTileBytesA = BLOCK_M * kBlockK;
   constexpr u32 kTileBytesB = BLOCK_N * kBlockK;
   // A tile that straddles a 128-column scale block of B needs two B scales.
@@ -238,6 +246,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 192 || BLOCK_M == 256,
                 "BLOCK_M must be 64, 128, 192 or 256");
   static_assert(kMWaves == 1 || !kOverlap, "m-waves leave no registers for a second partial");
+  static_assert(kNWaves == 1 || (kMWaves == 1 && !kOverlap), "n-waves: 128-row tiles, plain loop");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N >= 8 && BLOCK_N <= 256, "bad BLOCK_N");
   // Each CTA of a cluster loads BLOCK_N / CLUSTER_M rows of B; the slices must keep
   // the 1024-byte alignment of the 128-byte swizzle pattern.
@@ -492,8 +501,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       for (int i = 0; i < BLOCK_N / 2; ++i) acc[w][i] = 0.f;
     }
   }
-  float part[BLOCK_N / 2];
-  float part2[kOverlap ? BLOCK_N / 2 : 1];
+  float part[kWaveN / 2];
+  float part2[kOverlap ? kWaveN / 2 : 1];
   RingPos pos;
 
   // stmatrix: one instruction stores the warp's 16 rows of two 8-column chunks (one slab's
@@ -642,19 +651,19 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
     }
 
-    // Wait for stage at's data (first m-wave), issue m-wave w's four wgmma into p (not
-    // waited), and read its scales for this thread's rows and the tile's B block(s) into sc.
-    auto issue = [&](float (&p)[BLOCK_N / 2], RingPos at, float (&sc)[4], int w = 0) {
-      if (w == 0) ptx::mbar_wait(&full[at.s], at.phase);
+    // Wait for stage at's data (first wave), issue m-wave w's (n-wave v's) four wgmma into p
+    // (not waited), and read its scales for this thread's rows and the tile's B block(s) into sc.
+    auto issue = [&](float (&p)[kWaveN / 2], RingPos at, float (&sc)[4], int w = 0, int v = 0) {
+      if (w == 0 && v == 0) ptx::mbar_wait(&full[at.s], at.phase);
       const u32 desc_a = desc_a0 + at.s * (kTileBytesA / 16) + w * (64 * kBlockK / 16);
-      const u32 desc_b = desc_b0 + at.s * (kTileBytesB / 16);
+      const u32 desc_b = desc_b0 + at.s * (kTileBytesB / 16) + v * (kWaveN * kBlockK / 16);
 #pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
+      for (int i = 0; i < kWaveN / 2; ++i) ptx::fence_operand(p[i]);
       ptx::wgmma_fence();
 #ifndef FP8GEMM_EXPERIMENT_SKIP_MMA  // timing experiments only: see docs/perf-log.md
 #pragma unroll
       for (int kk = 0; kk < kBlockK / 32; ++kk) {
-        WgmmaFp8<BLOCK_N>::mma(p, ptx::smem_desc(desc_a + 2 * kk), ptx::smem_desc(desc_b + 2 * kk), kk > 0);
+        WgmmaFp8<kWaveN>::mma(p, ptx::smem_desc(desc_a + 2 * kk), ptx::smem_desc(desc_b + 2 * kk), kk > 0);
       }
 #endif
       ptx::wgmma_commit();
@@ -666,16 +675,19 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       sc[2] = scales[BLOCK_M];
       sc[3] = scales[BLOCK_M + 1];
     };
-    // Once m-wave w of stage at's wgmma are complete: release the stage (after its last
-    // m-wave), promote p into acc[w] (first: Flag<true> on the tile's first K block, where
-    // acc was not zeroed).
-    auto retire = [&](auto first, float (&p)[BLOCK_N / 2], RingPos at, const float (&sc)[4], int w = 0) {
+    // Once m-wave w's (n-wave v's) wgmma of stage at are complete: release the stage (after
+    // its last wave), promote p into acc[w] (first: Flag<true> on the tile's first K block,
+    // where acc was not zeroed).
+    // (The array bound spelled from BLOCK_N: NVRTC 13.0 crashes on a generic lambda whose
+    // parameter's bound names a local constant.)
+    auto retire = [&](auto first, float (&p)[wave_n(BLOCK_N) / 2], RingPos at, const float (&sc)[4],
+                      int w = 0, int v = 0) {
       constexpr bool kFirst = decltype(first)::value;
 #pragma unroll
-      for (int i = 0; i < BLOCK_N / 2; ++i) ptx::fence_operand(p[i]);
+      for (int i = 0; i < kWaveN / 2; ++i) ptx::fence_operand(p[i]);
       // This warp is done reading the stage (its scales are in registers since issue);
       // the producers (ours and the peer's, which multicasts half of B into it) may refill it.
-      if (lane == 0 && w == kMWaves - 1) {
+      if (lane == 0 && w == kMWaves - 1 && v == kNWaves - 1) {
         if constexpr (CLUSTER_M > 1) {
 #pragma unroll
           for (u32 r = 0; r < CLUSTER_M; ++r) ptx::mbar_arrive_cluster(&empty[at.s], r);
@@ -686,7 +698,11 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #ifdef FP8GEMM_EXPERIMENT_SKIP_PROMOTE
       return;
 #endif
-      if constexpr (kTwoScaleBlocks) {
+      if constexpr (kNWaves > 1) {
+        // n-wave v: columns [128 v, 128 v + 128) of the tile, B scale block v (n0 % 256 == 0).
+        if (v == 0) promote<kWaveN, kWaveN / 8, kFirst, BLOCK_N, 0>(acc[w], p, sc[0], sc[1], sc[2], sc[2]);
+        else promote<kWaveN, kWaveN / 8, kFirst, BLOCK_N, kWaveN / 2>(acc[w], p, sc[0], sc[1], sc[3], sc[3]);
+      } else if constexpr (kTwoScaleBlocks) {
         promote_split<BLOCK_N, gcd(BLOCK_N, 128) / 8, kFirst>(split_j, acc[w], p, sc[0], sc[1], sc[2], sc[3]);
       } else {
         promote<BLOCK_N, BLOCK_N / 8, kFirst>(acc[w], p, sc[0], sc[1], sc[2], sc[2]);
@@ -698,10 +714,13 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       auto step = [&]() {
 #pragma unroll
         for (int w = 0; w < kMWaves; ++w) {
-          float sc[4];
-          issue(part, pos, sc, w);
-          ptx::wgmma_wait<0>();
-          retire(Flag<false>{}, part, pos, sc, w);
+#pragma unroll
+          for (int v = 0; v < kNWaves; ++v) {
+            float sc[4];
+            issue(part, pos, sc, w, v);
+            ptx::wgmma_wait<0>();
+            retire(Flag<false>{}, part, pos, sc, w, v);
+          }
         }
         pos = pos.next();
       };
@@ -712,11 +731,14 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         if (tiles.tile_before(3)) ptx::bar_sync(bar_free, kWarpgroup + 32);
 #pragma unroll
         for (int w = 0; w < kMWaves; ++w) {
-          float sc[4];
-          issue(part, pos, sc, w);
-          stage(w);
-          ptx::wgmma_wait<0>();
-          retire(Flag<true>{}, part, pos, sc, w);
+#pragma unroll
+          for (int v = 0; v < kNWaves; ++v) {
+            float sc[4];
+            issue(part, pos, sc, w, v);
+            if (v == 0) stage(w);  // all of acc[w], before n-wave 0 overwrites it
+            ptx::wgmma_wait<0>();
+            retire(Flag<true>{}, part, pos, sc, w, v);
+          }
         }
         pos = pos.next();
         if (tiles.tile_before(2)) {

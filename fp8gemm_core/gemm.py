@@ -57,7 +57,7 @@ _plans: dict[tuple, _Plan] = {}
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int, grouped: bool = False) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
             f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}, {int(grouped)}>")
-    prelude = wgmma_fp8_source(cfg.block_n)
+    prelude = wgmma_fp8_source(heuristics.wgmma_n(cfg.block_n))
     if uses_ffma_reuse_chain(cfg.block_m, cfg.block_n, cfg.cluster_m, grouped):
         prelude += "\n// fp8gemm_core sass pass: ffma-reuse-chain\n"
     return "fp8_gemm.cu", name, prelude

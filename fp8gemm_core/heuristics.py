@@ -40,6 +40,9 @@ LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
 EPILOGUE_K = 110
 SFA_COPY_MIN_ROWS = 1000  # rows from which non-M-major sfa is copied M-major (copies_scales_m_major)
+# 128x256 tiles (two n-waves) only from this K: +2-3% over 128x128 at K = 7168 (masked N = 4096),
+# -12% at 128x32768x512, where per-tile costs dominate (H200, perf log session 8).
+N_WAVES_MIN_K = 4096
 
 _num_sms_override: int | None = None
 _lock = threading.Lock()
@@ -107,12 +110,21 @@ def tile_fits(block_m: int, block_n: int, cluster_m: int) -> bool:
     """Whether a tile may run with ``cluster_m`` (the kernel accepts more than is shipped)."""
     # 256-row tiles: 128 wide only (the two m-waves' accumulators fill the registers at
     # that width) and only as CTA pairs; without pairs they measured 1.5-4% slower than
-    # 128x128 (H200, masked grouped shapes, perf log session 7).
+    # 128x128 (H200, masked grouped shapes, perf log session 7). 256-wide tiles: 128 rows
+    # (two 128-wide n-waves per consumer warpgroup).
+    if block_n == 256:
+        return block_m == 128
     return block_m != 256 or (block_n == 128 and cluster_m == 2)
 
 
+def wgmma_n(block_n: int) -> int:
+    """The kernel's wgmma width for a tile ``block_n`` wide (256-wide tiles: two n-waves of 128)."""
+    return 128 if block_n == 256 else block_n
+
+
 def candidate_block_ns() -> list[int]:
-    return [n for n in range(16, MAX_BLOCK_N + 1, 16) if _spans_at_most_two_scale_blocks(n)]
+    # Up to MAX_BLOCK_N, and 256 (two 128-wide n-waves; 128-row tiles only, tile_fits).
+    return [n for n in range(16, MAX_BLOCK_N + 1, 16) if _spans_at_most_two_scale_blocks(n)] + [256]
 
 
 def _cluster_m(m_blocks: int, num_sms: int) -> int:
@@ -145,25 +157,28 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
                     else [(bm, bn) for bm in block_ms for bn in candidate_block_ns()])
     best, best_key = None, None
     for bm, bn in tiles_to_try:
-        if not tile_fits(bm, bn, cluster(bm)):
+        if not tile_fits(bm, bn, cluster(bm)) or (bn == 256 and k < N_WAVES_MIN_K):
             continue
         tiles = count_tiles(bm, bn)
         waves = math.ceil(tiles / num_sms)
         last_wave_fill = tiles / (waves * num_sms)
-        m_waves = bm // 64 // math_warpgroups(bm)  # 2 for 256 rows: twice a 128-row tile's time
+        # 2 for 256x128 (two m-waves) and 128x256 (two n-waves): twice a 128x128 tile's time
+        m_waves = bm // 64 // math_warpgroups(bm) * (bn // wgmma_n(bn))
         if large:
             # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
             # epilogue, whose time grows with the tile's width only (256x128's two m-waves
             # store in turn, yet it measured +0.7-1% over 192x128 at K = 512 and 1536).
             key = (waves * bn * (bm * k / LARGE_TILE_SPEED[bm, bn] + 128 * EPILOGUE_K),)
         else:
-            # Fewest waves (in 128-row tile times), then fullest last wave, then the largest
-            # tile area (measured for 256x128 over 128x128 at 1024x4096x7168: +7.5%); among equal
-            # areas the squarest tile (fewest bytes of A and B per FLOP: these small shapes
-            # are bound by the L2->SM traffic), then the wider one (measured, perf log
-            # session 6: 64x32 over 128x16 +15%, 64x64 over 128x32 +11-27%, 64x128 over
-            # 128x64 +6%).
-            key = (waves * m_waves, -round(last_wave_fill, 3), -bm * bn, bm + bn, -bn)
+            # Fewest waves (in 128-row tile times; 256x128 and 128x256 count twice), then
+            # fullest last wave, then the largest tile area (measured for 256x128 over 128x128
+            # at 1024x4096x7168: +7.5%; 128x256 over 128x128 on the masked N = 4096 shapes:
+            # +2-3%); among equal areas the squarest tile (fewest bytes of A and B per FLOP:
+            # these small shapes are bound by the L2->SM traffic), m-waves before n-waves
+            # (256x128 pairs 1.4% over 128x256 at 1024x4096x7168), then the wider one
+            # (measured, perf log session 6: 64x32 over 128x16 +15%, 64x64 over 128x32
+            # +11-27%, 64x128 over 128x64 +6%).
+            key = (waves * m_waves, -round(last_wave_fill, 3), -bm * bn, bm + bn, bn // wgmma_n(bn), -bn)
         if best_key is None or key < best_key:
             best, best_key = (bm, bn), key
     if best is None:

@@ -138,8 +138,12 @@ def test_odd_shapes(m, n, k):
     check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
 
 
+# Forced in the tests below beside the large tiles: 128x256 (two n-waves; not chosen yet).
+FORCED_TILES = list(heuristics.LARGE_TILE_SPEED) + [(128, 256)]
+
+
 @requires_gpu
-@pytest.mark.parametrize("tile", list(heuristics.LARGE_TILE_SPEED))
+@pytest.mark.parametrize("tile", FORCED_TILES)
 @pytest.mark.parametrize("out_dtype", [np.dtype(np.float32), BF16])
 def test_each_large_tile(tile, out_dtype, monkeypatch):
     # Each tile the large-shape rule can pick, forced on a shape with partial last tiles in
@@ -147,9 +151,10 @@ def test_each_large_tile(tile, out_dtype, monkeypatch):
     # 256x128 tiles (no room to stage it), bf16 through the TMA-store epilogue. Distinct M per
     # tile and dtype: plans are cached per shape.
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    monkeypatch.setattr(heuristics, "N_WAVES_MIN_K", 0)
     rng, seed = _rng()
     # (M-blocks even for 256-row tiles, which run only as CTA pairs.)
-    m = 1031 + 64 * list(heuristics.LARGE_TILE_SPEED).index(tile) + 8 * (out_dtype == BF16)
+    m = 1031 + 64 * FORCED_TILES.index(tile) + 8 * (out_dtype == BF16)
     n, k = 2112 - 16, 1536 + 128
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     c = rng.standard_normal((m, n)).astype(np.float32).astype(out_dtype)
@@ -160,7 +165,7 @@ def test_each_large_tile(tile, out_dtype, monkeypatch):
 
 
 @requires_gpu
-@pytest.mark.parametrize("tile", list(heuristics.LARGE_TILE_SPEED))
+@pytest.mark.parametrize("tile", FORCED_TILES)
 @pytest.mark.parametrize("out_dtype", [BF16, np.dtype(np.float32)])
 @pytest.mark.parametrize("num_sms,k", [(2, 128), (6, 384), (60, 640), (None, 1664)])
 def test_tiles_store_in_the_next_tiles_shadow(tile, out_dtype, num_sms, k, monkeypatch):
@@ -170,9 +175,10 @@ def test_tiles_store_in_the_next_tiles_shadow(tile, out_dtype, num_sms, k, monke
     # on 128-wide tiles) and of one; one K block (the first block only) and more; partial
     # last tiles in M and N. (256x128 with fp32 out has no room to stage: register stores.)
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    monkeypatch.setattr(heuristics, "N_WAVES_MIN_K", 0)
     rng, seed = _rng()
     # Distinct shapes per tile and dtype (plans are cached); M-blocks even for 256-row tiles.
-    m = 1100 + 64 * list(heuristics.LARGE_TILE_SPEED).index(tile) + 16 * (out_dtype == BF16) + 1
+    m = 1100 + 64 * FORCED_TILES.index(tile) + 16 * (out_dtype == BF16) + 1
     n = 1040
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     out = poisoned((m, n), out_dtype)

@@ -295,20 +295,26 @@ def test_masked(groups, max_m, n, k, out_dtype):
     check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, out_dtype, seed)
 
 
+# The large tiles without CTA pairs, and 128x256 (n-waves). Indexed before any monkeypatching:
+# each tile gets its own shape (plans are cached per shape).
+FORCED_TILES = [t for t in heuristics.LARGE_TILE_SPEED if heuristics.tile_fits(*t, 1)] + [(128, 256)]
+
+
 @requires_gpu
-@pytest.mark.parametrize("tile", [t for t in heuristics.LARGE_TILE_SPEED if heuristics.tile_fits(*t, 1)])
+@pytest.mark.parametrize("tile", FORCED_TILES)
 @pytest.mark.parametrize("num_sms, out_dtype", [(None, F32), (8, BF16)])
 def test_each_large_tile(tile, num_sms, out_dtype, monkeypatch):
     # Each tile the large-shape rule can pick without CTA pairs, forced on both layouts, groups ending inside
     # a tile (and inside a 64-row slice). On 8 SMs each CTA walks many tiles: all but its last are stored by
     # the storer warp, row by row where a slice ends inside a group. Distinct shapes per case: plans are cached.
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    monkeypatch.setattr(heuristics, "N_WAVES_MIN_K", 0)
     # Row-major sfa with groups of 1000+ rows on these tiles: read through an M-major copy.
     copies = []
     monkeypatch.setattr(grouped, "_m_major_scales", lambda *a: copies.append(a) or _m_major_scales(*a))
     rng, seed = _rng()
     groups, max_m, k = 3, 1100, 640
-    n = 1024 + 16 * list(heuristics.LARGE_TILE_SPEED).index(tile) + 128 * (num_sms is not None)
+    n = 1024 + 16 * FORCED_TILES.index(tile) + 128 * (num_sms is not None)
     a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
     masked = np.array([1100, 1037, 1025], np.int32)
     sizes = np.array([1100, 1037, 1025])

@@ -144,5 +144,16 @@ def test_dense_grid_is_the_fewest_ctas_for_the_same_waves(m, n, k):
 
 
 def test_grouped_grid_keeps_every_sm():
-    cfg = h.choose_gemm_config(512, 4096, 7168, 132, 2, num_groups=2)
+    cfg = h.choose_gemm_config(2048, 4096, 7168, 132, 2, num_groups=4)
     assert cfg.num_sms == 132
+
+
+def test_256_wide_tiles_only_at_long_k_without_pairs_of_rows():
+    # 128x256 (two n-waves): the masked N = 4096 shapes at K = 7168 (+2-3%), not K = 512 (-12%),
+    # and not where 256x128 CTA pairs fit as well (1024x4096x7168: pairs 1.4% faster).
+    masked = h.choose_gemm_config(512, 4096, 7168, 132, 2, num_groups=2)
+    assert (masked.block_m, masked.block_n) == (128, 256)
+    short_k = h.choose_gemm_config(128, 32768, 512, 132, 2)
+    assert short_k.block_n != 256
+    dense = h.choose_gemm_config(1000, 4096, 7168, 132, 2)
+    assert (dense.block_m, dense.block_n, dense.cluster_m) == (256, 128, 2)
