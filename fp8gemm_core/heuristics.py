@@ -34,7 +34,11 @@ LARGE_MN = 1024              # M (rows per group) and N from which tiles come fr
 # included), relative; H100, mean over six large shapes (docs/perf-log.md, session 4). 192-row tiles
 # run three consumer warpgroups; 256-row ones two, of two m-waves each (H200, ten shapes,
 # session 7: 1.00-1.05 of 192x128 and of 128x192).
-LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93, (256, 128): 1.02}
+# 128x256 (two n-waves, session 8; grouped GEMMs in practice: dense ties go to 256x128 pairs):
+# against 192x128 on 8 x 4096 x 4096 x 7168 contiguous 1.00 (equal groups) and 0.976 (+-30%),
+# so 0.99; it wins where it saves a wave (masked 1 x 1024 x 4096 x 7168: +3.8% over 128x128).
+LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93, (256, 128): 1.02,
+                    (128, 256): 0.99}
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
 # about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.

@@ -139,7 +139,7 @@ def test_odd_shapes(m, n, k):
 
 
 # Forced in the tests below beside the large tiles: 128x256 (two n-waves; not chosen yet).
-FORCED_TILES = list(heuristics.LARGE_TILE_SPEED) + [(128, 256)]
+FORCED_TILES = list(dict.fromkeys([*heuristics.LARGE_TILE_SPEED, (128, 256)]))
 
 
 @requires_gpu
