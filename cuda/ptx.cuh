@@ -26,6 +26,13 @@ DEVICE u32 smem_addr(const void* p) {
 
 DEVICE u32 lane_id() { return threadIdx.x & 31; }
 
+// Nanoseconds since an arbitrary origin, the same on every SM (timing experiments).
+DEVICE u64 globaltimer() {
+  u64 t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Same value in every lane, so the compiler can keep warp-uniform branches uniform.
 DEVICE u32 warp_id_uniform() {
   return __shfl_sync(0xffffffffu, threadIdx.x / 32, 0);
