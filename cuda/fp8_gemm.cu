@@ -694,8 +694,12 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
 #endif
       ptx::wgmma_commit();
-      // The scales are only needed to promote: read them once the wgmma are on their way,
-      // so the wait for the loads cannot delay the issue.
+      // The scales are only needed to promote: read them once all four wgmma are issued.
+      // Left to itself, ptxas often moves these loads and the scale products between the
+      // third and fourth wgmma, and the product waits for the load (long, with the tensor
+      // cores reading shared memory) before the fourth can issue; a second fence here keeps
+      // them behind it.
+      ptx::wgmma_fence();
       const float* scales = smem_scales + at.s * kScaleStride;
       sc[0] = scales[row_in_tile(w)];
       sc[1] = scales[row_in_tile(w) + 8];
