@@ -186,7 +186,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         if best_key is None or key < best_key:
             best, best_key = (bm, bn), key
     if best is None:
-        raise ValueError(f"no tile fits a {m}x{n}x{k} GEMM among {tiles_to_try} (256-row tiles need CTA pairs)")
+        raise ValueError(f"no tile fits a {m}x{n}x{k} GEMM among {tiles_to_try} (256-row tiles need CTA "
+                         f"pairs; 256-wide ones K >= {N_WAVES_MIN_K})")
     bm, bn = best
     staged_out_bytes = out_staging(bm, bn, staged_out_bytes)
     cm = cluster(bm)
