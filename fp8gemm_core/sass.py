@@ -30,11 +30,12 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
-__all__ = ["PASSES", "VERSION", "ffma_reuse_chain"]
+__all__ = ["PASSES", "VERSION", "ffma_reuse_chain", "loads_between_wgmma"]
 
 VERSION = 1  # bump when a pass's output changes: it is part of the JIT cache key
 
 FFMA, BRA, BSSY = 0x223, 0x947, 0x945
+QGMMA, WARPGROUP_SYNC, LDS, FMUL = 0x9F3, 0x9C5, 0x984, 0x220  # WARPGROUP_SYNC: ARRIVE and DEPBAR
 KEEP_WARP = 1 << 45
 REUSE_B = 1 << 59
 
@@ -99,6 +100,27 @@ def ffma_reuse_chain(cubin: bytes) -> tuple[bytes, int]:
                 struct.pack_into("<Q", buf, hi_at, hi | KEEP_WARP | REUSE_B)
                 changed += 1
     return bytes(buf), changed
+
+
+def loads_between_wgmma(cubin: bytes) -> int:
+    """How many shared-memory loads (LDS) and register FMULs sit between two wgmma (QGMMA) of
+    one batch (no warpgroup arrive / wait or branch between them). The GEMM reads its scales
+    with such loads; ptxas moved them into the batch, where the FMUL waiting for them held
+    back the last wgmma (-12% at 2048x7168x7168, docs/perf-log.md session 9)."""
+    count = 0
+    for offset, size in _text_sections(cubin):
+        pending = 0  # LDS / FMUL seen since the last QGMMA of the current batch
+        in_batch = False
+        for i in range(size // 16):
+            op = struct.unpack_from("<Q", cubin, offset + 16 * i)[0] & 0xFFF
+            if op == QGMMA:
+                count += pending if in_batch else 0
+                in_batch, pending = True, 0
+            elif op in (WARPGROUP_SYNC, BRA, BSSY):
+                in_batch, pending = False, 0
+            elif op in (LDS, FMUL) and in_batch:
+                pending += 1
+    return count
 
 
 PASSES: dict[str, Callable[[bytes], tuple[bytes, int]]] = {"ffma-reuse-chain": ffma_reuse_chain}

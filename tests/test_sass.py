@@ -69,3 +69,21 @@ def test_unknown_pass_is_an_error():
 def test_rejects_what_is_not_a_cubin():
     with pytest.raises(ValueError, match="cubin: expected an ELF64 image"):
         sass.ffma_reuse_chain(b"not an elf file")
+
+
+def test_loads_between_wgmma_finds_a_load_moved_into_a_batch():
+    source, name, prelude = next(spec for spec in gemm.gemm_kernel_configs()
+                                 if spec[1] == "fp8_gemm_nt<128, 128, 5, 1, 0, 0, 0, 1, 0>")
+    cubin = jit.compile_kernel(source, name, prelude=prelude).cubin
+    assert sass.loads_between_wgmma(cubin) == 0
+    offset, size = max(sass._text_sections(cubin), key=lambda section: section[1])
+    ops = [struct.unpack_from("<Q", cubin, offset + 16 * i)[0] & 0xFFF for i in range(size // 16)]
+    wgmma = [i for i, op in enumerate(ops) if op == sass.QGMMA]
+    # Two wgmma of one batch, and the first load after them.
+    first = next(a for a, b in zip(wgmma, wgmma[1:]) if b - a < 8 and sass.WARPGROUP_SYNC not in ops[a:b])
+    load = first + ops[first:].index(sass.LDS)
+    # Move that load to just after the batch's first wgmma (the schedule ptxas used to make).
+    at, src = offset + 16 * (first + 1), offset + 16 * load
+    moved = cubin[:at] + cubin[src:src + 16] + cubin[at:src] + cubin[src + 16:]
+    assert len(moved) == len(cubin)
+    assert sass.loads_between_wgmma(moved) >= 1

@@ -1,11 +1,12 @@
 """Every kernel configuration the library can launch compiles for sm_90a with no
-register spills, no local memory and no serialized wgmma (compile-only: runs without a GPU)."""
+register spills, no local memory, no serialized wgmma and no loads inside a wgmma batch
+(compile-only: runs without a GPU)."""
 
 from __future__ import annotations
 
 import pytest
 
-from fp8gemm_core import jit
+from fp8gemm_core import jit, sass
 from fp8gemm_core.gemm import gemm_kernel_configs
 from fp8gemm_core.quant import quant_kernel_configs
 
@@ -23,3 +24,7 @@ def test_no_spills_no_local_memory(source, name, prelude):
     # in-flight wgmma is touched), silently costing the overlap of MMA and promotion.
     serialized = [line for line in compiled.log.splitlines() if "C7514" in line]
     assert not serialized, f"{name}: wgmma serialized by ptxas:\n" + "\n".join(serialized)
+    # The GEMM's scale loads belong after its four wgmma: between them, the product waiting
+    # for a load holds back the last wgmma (v18, docs/perf-log.md session 9).
+    inside = sass.loads_between_wgmma(compiled.cubin)
+    assert inside == 0, f"{name}: {inside} LDS/FMUL between the wgmma of a batch"
