@@ -85,15 +85,15 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
             for tma_store in (False, True):
                 staged = heuristics.out_staging(bm, bn, (4 if out_fp32 else 2) if tma_store else 0)
                 for cluster_m in (1, 2):
-                    if not heuristics.tile_fits(bm, bn, cluster_m):
-                        continue
+                    dense = heuristics.tile_fits(bm, bn, cluster_m)
+                    grouped = cluster_m == 1 and heuristics.tile_fits(bm, bn, 1, grouped=True)
                     # (Overlap is used only up to two waves of tiles: both loops are shipped.)
-                    for overlap in dict.fromkeys((uses_overlap(bm, bn), False)):
+                    for overlap in dict.fromkeys((uses_overlap(bm, bn), False)) if dense or grouped else ():
                         cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,
                                          overlap=overlap, staged_out_bytes=staged)
-                        for c_mode in (0, 1, 2):
+                        for c_mode in (0, 1, 2) if dense else ():
                             specs.append(_kernel_spec(cfg, out_fp32, c_mode))
-                        if cluster_m == 1:
+                        if grouped:
                             specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
     return list(dict.fromkeys(specs))  # (out_staging can make two entries one)
 

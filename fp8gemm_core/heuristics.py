@@ -39,6 +39,10 @@ LARGE_MN = 1024              # M (rows per group) and N from which tiles come fr
 # so 0.99; it wins where it saves a wave (masked 1 x 1024 x 4096 x 7168: +3.8% over 128x128).
 LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93, (256, 128): 1.02,
                     (128, 256): 0.99}
+# 256x128 without CTA pairs (grouped GEMMs, whose tiles never pair): 0.967x of 192x128 on
+# contiguous 4 x 8192 x 4096 x 7168, +5.2% over 128x160 at masked 1 x 1024 x 7168 x 2048, where
+# it saves a wave (H200, perf log session 9): 0.98.
+UNPAIRED_TILE_SPEED = {(256, 128): 0.98}
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
 # about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
@@ -110,15 +114,16 @@ def candidate_block_ms(m: int) -> list[int]:
     return [64] if m <= 64 else [64, 128, 256]
 
 
-def tile_fits(block_m: int, block_n: int, cluster_m: int) -> bool:
+def tile_fits(block_m: int, block_n: int, cluster_m: int, grouped: bool = False) -> bool:
     """Whether a tile may run with ``cluster_m`` (the kernel accepts more than is shipped)."""
     # 256-row tiles: 128 wide only (the two m-waves' accumulators fill the registers at
-    # that width) and only as CTA pairs; without pairs they measured 1.5-4% slower than
-    # 128x128 (H200, masked grouped shapes, perf log session 7). 256-wide tiles: 128 rows
-    # (two 128-wide n-waves per consumer warpgroup).
+    # that width); dense ones only as CTA pairs (as ever measured there). Grouped GEMMs run
+    # them unpaired: 1.5-4% behind 128x128 in session 7, but 1.4-2.1% ahead of 128x256 on
+    # the masked N = 4096 shapes after v18 (H200, perf log session 9). 256-wide tiles: 128
+    # rows (two 128-wide n-waves per consumer warpgroup).
     if block_n == 256:
         return block_m == 128
-    return block_m != 256 or (block_n == 128 and cluster_m == 2)
+    return block_m != 256 or (block_n == 128 and (cluster_m == 2 or grouped))
 
 
 def wgmma_n(block_n: int) -> int:
@@ -149,8 +154,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     large = m >= LARGE_MN and n >= LARGE_MN
 
     def cluster(bm: int) -> int:
-        # Grouped: no pairs (measured no clear gain, perf log sessions 6 and 7), so no
-        # 256-row tiles either (tile_fits).
+        # Grouped: no pairs (measured no clear gain, perf log sessions 6 and 7).
         return _cluster_m(math.ceil(m / bm), num_sms) if num_groups is None else 1
 
     def count_tiles(bm: int, bn: int) -> int:
@@ -161,7 +165,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
                     else [(bm, bn) for bm in block_ms for bn in candidate_block_ns()])
     best, best_key = None, None
     for bm, bn in tiles_to_try:
-        if not tile_fits(bm, bn, cluster(bm)) or (bn == 256 and k < N_WAVES_MIN_K):
+        if not tile_fits(bm, bn, cluster(bm), num_groups is not None) or (bn == 256 and k < N_WAVES_MIN_K):
             continue
         tiles = count_tiles(bm, bn)
         waves = math.ceil(tiles / num_sms)
@@ -172,7 +176,9 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
             # epilogue, whose time grows with the tile's width only (256x128's two m-waves
             # store in turn, yet it measured +0.7-1% over 192x128 at K = 512 and 1536).
-            key = (waves * bn * (bm * k / LARGE_TILE_SPEED[bm, bn] + 128 * EPILOGUE_K),)
+            speed = UNPAIRED_TILE_SPEED.get((bm, bn), LARGE_TILE_SPEED[bm, bn]) if cluster(bm) == 1 \
+                else LARGE_TILE_SPEED[bm, bn]
+            key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K),)
         else:
             # Fewest waves (in 128-row tile times; 256x128 and 128x256 count twice), then
             # fullest last wave, then the largest tile area (measured for 256x128 over 128x128

@@ -297,7 +297,8 @@ def test_masked(groups, max_m, n, k, out_dtype):
 
 # The large tiles without CTA pairs, and 128x256 (n-waves). Indexed before any monkeypatching:
 # each tile gets its own shape (plans are cached per shape).
-FORCED_TILES = list(dict.fromkeys([t for t in [*heuristics.LARGE_TILE_SPEED, (128, 256)] if heuristics.tile_fits(*t, 1)]))
+FORCED_TILES = list(dict.fromkeys([t for t in [*heuristics.LARGE_TILE_SPEED, (128, 256)]
+                                   if heuristics.tile_fits(*t, 1, grouped=True)]))
 
 
 @requires_gpu
