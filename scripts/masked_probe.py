@@ -26,10 +26,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from timing import Timer, random_fp8_bytes  # noqa: E402
 
 import fp8gemm_core as fg  # noqa: E402
-from fp8gemm_core import grouped, heuristics  # noqa: E402
+from fp8gemm_core import gemm, grouped, heuristics  # noqa: E402
 from fp8gemm_core.arrays import DeviceArray, StridedView  # noqa: E402
 
 _choose = grouped.choose_gemm_config
+_reuse = gemm.uses_ffma_reuse_chain
 
 
 def _variant(name: str):
@@ -49,6 +50,8 @@ def _variant(name: str):
     if name.startswith("gn"):
         g = int(name[2:])
         return (lambda c: dataclasses.replace(c, group_n=g)), ""
+    if name == "reuse":  # the ffma-reuse-chain SASS pass on every configuration
+        return (lambda c: c), "", True
     if name.startswith("D"):  # D<MACRO>[+<MACRO>...]: compile with -D<MACRO> ...
         return (lambda c: c), " ".join("-D" + d for d in name[1:].split("+"))
     raise SystemExit(f"unknown variant {name!r}")
@@ -63,6 +66,8 @@ def main() -> None:
     ap.add_argument("--variants", default="ship,regstore")
     ap.add_argument("--timeline", default=None, const="", nargs="?",
                     help="also per-CTA marks; optional extra macros, e.g. FOO+BAR")
+    ap.add_argument("--warm-code", action="store_true",
+                    help="with --timeline: also marks with the kernel's code put back in L2 after the flush")
     args = ap.parse_args()
     import torch
     stream = torch.cuda.current_stream().cuda_stream
@@ -87,7 +92,8 @@ def main() -> None:
     times = {}  # (variant, shape, K) -> [us per round]
     for rnd in range(args.rounds):
         for v in variants:
-            edit, opts = _variant(v)
+            edit, opts, *reuse = _variant(v)
+            gemm.uses_ffma_reuse_chain = (lambda *a: True) if reuse else _reuse
             os.environ["FP8GEMM_CORE_NVRTC_OPTIONS"] = opts
             grouped.choose_gemm_config = lambda *a, **kw: edit(_choose(*a, **kw))
             grouped._plans.clear()
@@ -111,15 +117,18 @@ def main() -> None:
     if args.timeline is not None:
         for extra in [""] + [m for m in args.timeline.split(",") if m]:
             timeline(data, stream, extra)
+        if args.warm_code:
+            timeline(data, stream, "", warm_code=True)
 
 
 MARKS = ["start", "tile known", "first MMA done", "last K block done", "stored", "last load issued",
          "barriers ready", "walker built"]
 
 
-def timeline(data, stream, extra: str = "") -> None:
+def timeline(data, stream, extra: str = "", warm_code: bool = False) -> None:
     """Per-CTA globaltimer marks (see the kernel's FP8GEMM_MARK) of one call per shape;
-    ``extra``: more macros (FOO+BAR)."""
+    ``extra``: more macros (FOO+BAR); ``warm_code``: after the L2 flush, a call with every
+    group empty first (it runs the prologue only), so that its code is in L2 again."""
     from cuda.bindings import driver as cu
 
     from fp8gemm_core import driver
@@ -138,16 +147,20 @@ def timeline(data, stream, extra: str = "") -> None:
     driver.launch_fast = hooked
     try:
         for (G, m, N, K), (A, SA, B, SB, counts, out, _) in data.items():
+            no_rows = DeviceArray.from_numpy(np.zeros(G, np.int32), 0, stream)
             for _ in range(3):  # warm, then the last call's marks (after an L2 flush)
                 driver.call(cu.cuMemsetD32Async, buf.ptr, 0, buf.size * 2, stream)
                 flush(0)
+                if warm_code:  # the same kernel with no tiles: its prologue's code back in L2
+                    fg.m_grouped_fp8_gemm_nt_masked((A, SA), (B, SB), out, no_rows, m,
+                                                    stream=stream)
                 fg.m_grouped_fp8_gemm_nt_masked((A, SA), (B, SB), out, counts, m, stream=stream)
             driver.stream_synchronize(stream)
             t = buf.to_numpy(stream).reshape(1024, 8).astype(np.int64)
             t = t[(t[:, 1] > 0) & (t[:, 4] > 0)]  # CTAs that had a tile
             t0 = t[:, 0].min()
             rel = np.where(t > 0, t - t0, -1) / 1e3  # us from the first CTA's start (-0.001: no mark)
-            print(f"\ntimeline {extra or 'as shipped'} {G}x{m}x{N}x{K}: {len(t)} CTAs, us from the first start (min / median / max)")
+            print(f"\ntimeline {extra or 'as shipped'}{' (code warmed)' if warm_code else ''} {G}x{m}x{N}x{K}: {len(t)} CTAs, us from the first start (min / median / max)")
             for slot in (0, 6, 7, 1, 2, 5, 3, 4):
                 col = rel[:, slot]
                 print(f"  {MARKS[slot]:>18}: {col.min():7.2f} {np.median(col):7.2f} {col.max():7.2f}")
