@@ -278,10 +278,10 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
 #ifdef FP8GEMM_EXPERIMENT_TIMELINE
   // Timing experiments only (scripts/masked_probe.py): per CTA, the globaltimer at a few
-  // points of its walk, into c as u64[grid][8].
+  // points of its walk, into c as u64[grid][16].
   static_assert(kCMode == 0, "the timeline is written where C would be read");
   const u64 entry_time = ptx::globaltimer();
-  u64* const timeline = static_cast<u64*>(const_cast<void*>(c)) + blockIdx.x * 8;
+  u64* const timeline = static_cast<u64*>(const_cast<void*>(c)) + blockIdx.x * 16;
   if (threadIdx.x == 0) timeline[0] = entry_time;
 #define FP8GEMM_MARK(slot) (timeline[slot] = ptx::globaltimer())
 #else
@@ -384,6 +384,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
               } else {
                 ptx::tma_load_2d(slice, &tmap_b, &full[s], kb * kBlockK, row_b);
               }
+              if (it == 0) FP8GEMM_MARK(10);  // first stage's loads issued
             }
           }
           if constexpr (bool(kGrouped)) __syncwarp();
@@ -438,6 +439,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           }
           if (lane < 2) ptx::cp_async_4(dst + BLOCK_M + lane, sfb_g + i64(kb) * sfb_stride_k);
           ptx::cp_async_mbar_arrive(&full[s]);
+          if (lane == 0 && it == 0) FP8GEMM_MARK(8);  // first stage's scale copies issued
         }
       }
     } else if (kShadowStore && warp == 2) {
@@ -766,6 +768,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           for (int v = 0; v < kNWaves; ++v) {
             float sc[4];
             issue(part, pos, sc, w, v);
+            if (math_tid == 0 && w == 0 && v == 0 && !tiles.tile_before(2)) FP8GEMM_MARK(9);  // first stage landed
             if (v == 0) stage(w);  // all of acc[w], before n-wave 0 overwrites it
             ptx::wgmma_wait<0>();
             retire(Flag<true>{}, part, pos, sc, w, v);

@@ -122,7 +122,7 @@ def main() -> None:
 
 
 MARKS = ["start", "tile known", "first MMA done", "last K block done", "stored", "last load issued",
-         "barriers ready", "walker built"]
+         "barriers ready", "walker built", "first scales issued", "first stage landed", "first loads issued"]
 
 
 def timeline(data, stream, extra: str = "", warm_code: bool = False) -> None:
@@ -138,7 +138,7 @@ def timeline(data, stream, extra: str = "", warm_code: bool = False) -> None:
     grouped.choose_gemm_config = _choose
     grouped._plans.clear()
     launch = driver.launch_fast
-    buf = DeviceArray.empty((1024 * 8,), np.uint64, 0, stream)
+    buf = DeviceArray.empty((1024 * 16,), np.uint64, 0, stream)
 
     def hooked(handle, grid, threads, smem, s, p):
         p.set(grouped._P["c"], buf.ptr)
@@ -156,12 +156,12 @@ def timeline(data, stream, extra: str = "", warm_code: bool = False) -> None:
                                                     stream=stream)
                 fg.m_grouped_fp8_gemm_nt_masked((A, SA), (B, SB), out, counts, m, stream=stream)
             driver.stream_synchronize(stream)
-            t = buf.to_numpy(stream).reshape(1024, 8).astype(np.int64)
+            t = buf.to_numpy(stream).reshape(1024, 16).astype(np.int64)
             t = t[(t[:, 1] > 0) & (t[:, 4] > 0)]  # CTAs that had a tile
             t0 = t[:, 0].min()
             rel = np.where(t > 0, t - t0, -1) / 1e3  # us from the first CTA's start (-0.001: no mark)
             print(f"\ntimeline {extra or 'as shipped'}{' (code warmed)' if warm_code else ''} {G}x{m}x{N}x{K}: {len(t)} CTAs, us from the first start (min / median / max)")
-            for slot in (0, 6, 7, 1, 2, 5, 3, 4):
+            for slot in (0, 6, 7, 1, 10, 8, 9, 2, 5, 3, 4):
                 col = rel[:, slot]
                 print(f"  {MARKS[slot]:>18}: {col.min():7.2f} {np.median(col):7.2f} {col.max():7.2f}")
     finally:
