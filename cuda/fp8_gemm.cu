@@ -13,7 +13,9 @@
 // Where the output is staged for TMA stores (no C, plain loop), a finished tile is
 // staged in shared memory during the next tile's first K block, and warp 2 of the
 // producer warpgroup (the "storer") stores it, so the tensor pipe never waits for an
-// epilogue but the last one's (see kShadowStore).
+// epilogue but the last one's (see kShadowStore). Where a CTA is expected to take one tile
+// (kTmaStore == 2), the output is staged in the ring itself once its last K block is
+// consumed, which frees a dedicated staging buffer's room for one more stage.
 //
 // With CLUSTER_M = 2, two CTAs of a cluster take vertically adjacent tiles
 // (same B columns) and each loads half of the B tile with TMA multicast into
@@ -217,8 +219,8 @@ constexpr int wave_n(int block_n) { return block_n == 256 ? 128 : block_n; }
 // kCMode: 0 = no C, 1 = C is fp32, 2 = C is bf16. kOutFp32: D is fp32 (else bf16).
 // kOverlap: promote K block kb while block kb + 1's wgmma run (needs a second partial
 // accumulator, so only for narrower tiles). kTmaStore: the epilogue stages the tile in
-// shared memory and writes it with TMA (needs 16-byte aligned D rows), else it stores
-// straight from registers. kGrouped: M-grouped GEMM (see GroupRows): B is [G * N, K]
+// shared memory and writes it with TMA (needs 16-byte aligned D rows): 1 in a buffer of its
+// own, 2 in the ring of stages once drained (see kOutInRing); 0 stores straight from registers. kGrouped: M-grouped GEMM (see GroupRows): B is [G * N, K]
 // (group g's rows at g * N), sfa / sfb advance by sfa_stride_g / sfb_stride_g per
 // group, and sfa's row index restarts at g * group_stride (masked layout).
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
@@ -254,6 +256,13 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   static_assert(CLUSTER_M == 1 || CLUSTER_M == 2, "CLUSTER_M must be 1 or 2");
   static_assert(!kGrouped || (CLUSTER_M == 1 && kCMode == 0), "grouped: no clusters, no C");
   static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
+  // kOutInRing: a tile's output is staged over the ring of stages (A's, then B's), after
+  // every consumer is done with its last K block; the producer starts a CTA's next tile
+  // only once those stores have read it (ring_free). Chosen where a CTA is expected to
+  // take one tile, so that nothing waits (grouped, no clusters: a peer would multicast
+  // into the ring).
+  constexpr bool kOutInRing = kTmaStore == 2;
+  static_assert(!kOutInRing || CLUSTER_M == 1, "output in the ring: no clusters");
 
   extern __shared__ u8 smem_raw[];
   // Aligned to 1024 bytes (the 128-byte swizzle atom) by offsetting the __shared__ array
@@ -267,14 +276,18 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   constexpr int kOutBytes = kOutFp32 ? 4 : 2;
   constexpr int kSlabCols = 32 / kOutBytes;
   constexpr u32 kSlabBytes = 64 * 32;
-  constexpr u32 kTileBytesD = kTmaStore ? BLOCK_M * BLOCK_N * kOutBytes : 0;
+  constexpr u32 kTileBytesD = kTmaStore == 1 ? BLOCK_M * BLOCK_N * kOutBytes : 0;
   static_assert(!kTmaStore || BLOCK_N % kSlabCols == 0, "BLOCK_N must fill whole output slabs");
-  u8* smem_d = smem_b + STAGES * kTileBytesB;
-  u64* full = reinterpret_cast<u64*>(smem_d + kTileBytesD);
+  static_assert(!kOutInRing || BLOCK_M * BLOCK_N * kOutBytes <= STAGES * (kTileBytesA + kTileBytesB),
+                "the output tile must fit in the ring");
+  u8* smem_d = kOutInRing ? smem_a : smem_b + STAGES * kTileBytesB;
+  u64* full = reinterpret_cast<u64*>(smem_b + STAGES * kTileBytesB + kTileBytesD);
   u64* empty = full + STAGES;
+  u64* ring_free = empty + STAGES;  // kOutInRing: a tile's staged output has been read
   // Per stage: the A scales of the tile's BLOCK_M rows, then the (up to) two B scales.
+  // (16-byte aligned for the bulk copies: two barrier slots for ring_free.)
   constexpr int kScaleStride = BLOCK_M + 4;
-  float* smem_scales = reinterpret_cast<float*>(empty + STAGES);
+  float* smem_scales = reinterpret_cast<float*>(ring_free + (kOutInRing ? 2 : 0));
 
 #ifdef FP8GEMM_EXPERIMENT_TIMELINE
   // Timing experiments only (scripts/masked_probe.py): per CTA, the globaltimer at a few
@@ -300,6 +313,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // One arrival per consumer warp of every CTA that reads this stage's B slice.
       ptx::mbar_init(&empty[s], CLUSTER_M * kMathWarpgroups * 4);
     }
+    if constexpr (kOutInRing) ptx::mbar_init(ring_free, kMathWarpgroups);  // one per warpgroup
     ptx::fence_barrier_init();
   }
   // Peers arrive on our barriers and multicast into our stages: all barriers of the
@@ -326,7 +340,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // serializes wgmma around divergent code), nor in the overlapped loop (chosen for at most
   // two tiles per CTA, where it hides one epilogue at most: measured 1.5-2.6% slower on the
   // masked grouped shapes).
-  constexpr bool kShadowStore = kTmaStore && kCMode == 0 && !kOverlap;
+  constexpr bool kShadowStore = kTmaStore == 1 && kCMode == 0 && !kOverlap;
   // Named barriers per consumer warpgroup g (its 128 threads and the storer's 32):
   // kBarStaged + g, its slices are staged; kBarFree + g, the storer has read them.
   constexpr u32 kBarStaged = 5, kBarFree = 5 + kMathWarpgroups;
@@ -363,12 +377,14 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // walks the tiles with it; the dense walk is per thread and the other lanes leave.
       const bool leader = ptx::elect_one();
       if (kGrouped || leader) {
-        u32 it = 0;
+        u32 it = 0, tile_count = 0;
         auto tiles = walker();
         if (leader) FP8GEMM_MARK(7);  // walker built
-        for (Tile tile; tiles.next(tile);) {
+        for (Tile tile; tiles.next(tile); ++tile_count) {
           if (leader && !tiles.tile_before(2)) FP8GEMM_MARK(1);  // first tile known
           if (leader) {
+            // The tile before's output, staged over the ring, has been read by its stores.
+            if (kOutInRing && tile_count > 0) ptx::mbar_wait(ring_free, (tile_count - 1) & 1);
             for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
               if (kFirstStageAlone && it == 1) ptx::mbar_wait(&full[0], 0);
               const u32 s = it % STAGES, round = it / STAGES;
@@ -593,6 +609,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // row0_first and row1_first (m-wave w: 64 w further).
   auto store_tile = [&](i32 m0, i32 n0, i32 m_end, i32 row0_first, i32 row1_first) {
     bool waited = false;  // for the previous tile's TMA stores to have read smem_d
+    // kOutInRing: every consumer warpgroup's wgmma are done reading the ring.
+    if constexpr (kOutInRing) ptx::bar_sync(1, kMathWarpgroups * kWarpgroup);
 #pragma unroll
     for (int w = 0; w < kMWaves; ++w) {
       const u32 slice = wg * kMWaves + w;
@@ -659,6 +677,12 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             }
           }
         }
+      }
+    }
+    if constexpr (kOutInRing) {  // the producer may refill the ring once the stores have read it
+      if (math_tid % kWarpgroup == 0) {
+        ptx::tma_store_wait_read<0>();
+        ptx::mbar_arrive(ring_free);
       }
     }
   };

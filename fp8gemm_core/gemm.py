@@ -56,11 +56,16 @@ _plans: dict[tuple, _Plan] = {}
 
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int, grouped: bool = False) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
-            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {int(cfg.staged_out_bytes > 0)}, {int(grouped)}>")
+            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {_tma_store_mode(cfg)}, {int(grouped)}>")
     prelude = wgmma_fp8_source(heuristics.wgmma_n(cfg.block_n))
     if uses_ffma_reuse_chain(cfg.block_m, cfg.block_n, cfg.cluster_m, grouped):
         prelude += "\n// fp8gemm_core sass pass: ffma-reuse-chain\n"
     return "fp8_gemm.cu", name, prelude
+
+
+def _tma_store_mode(cfg: GemmConfig) -> int:
+    # The kernel's kTmaStore: 0 register stores, 1 staged in a buffer of its own, 2 over the ring.
+    return 0 if not cfg.staged_out_bytes else 2 if cfg.out_in_ring else 1
 
 
 def _staged_out_bytes(ldd: int, itemsize: int, aligned: bool = True) -> int:
@@ -95,6 +100,9 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
                             specs.append(_kernel_spec(cfg, out_fp32, c_mode))
                         if grouped:
                             specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
+                            ring = heuristics.output_in_ring(cfg, (4 if out_fp32 else 2) if tma_store else 0)
+                            if ring is not None:
+                                specs.append(_kernel_spec(ring, out_fp32, 0, grouped=True))
     return list(dict.fromkeys(specs))  # (out_staging can make two entries one)
 
 

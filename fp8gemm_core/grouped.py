@@ -20,7 +20,6 @@ Rows outside every group are not computed and their output rows are left untouch
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ import numpy as np
 from . import arrays, driver, jit, tma
 from .gemm import (BF16, F32, FP8, _D_ROWS, _D_SLAB, _P, _PARAM_KINDS, _check_output, _dtype_name,
                    _extra_nvrtc_options, _kernel_spec, _m_major_scales, _pair, _staged_out_bytes)
-from .heuristics import BLOCK_K, GemmConfig, choose_gemm_config, copies_scales_m_major, effective_num_sms
+from .heuristics import BLOCK_K, GemmConfig, choose_grouped_config, copies_scales_m_major, effective_num_sms
 
 __all__ = ["m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm_nt_masked",
            "get_m_alignment_for_contiguous_layout"]
@@ -283,9 +282,7 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
     key = (m_hint, G, N, K, odt == F32, staged, device.ordinal, num_sms)
     plan = _plans.get(key)
     if plan is None:
-        cfg = choose_gemm_config(max(m_hint, 1), N, K, num_sms, staged, num_groups=max(G, 1))
-        # The grid is every SM: the tile count is only known on the device.
-        cfg = dataclasses.replace(cfg, num_sms=num_sms)
+        cfg = choose_grouped_config(m_hint, G, N, K, num_sms, staged)
         source, name, prelude = _kernel_spec(cfg, odt == F32, 0, grouped=True)
         kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                                 device=device, max_dynamic_smem=cfg.smem_bytes)

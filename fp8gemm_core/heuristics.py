@@ -14,18 +14,20 @@ narrower tile may win by filling the last wave better, as 128x128 does at 4096x4
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass
 
 __all__ = ["GemmConfig", "choose_gemm_config", "candidate_block_ns", "set_num_sms", "get_num_sms",
-           "effective_num_sms"]
+           "effective_num_sms", "choose_grouped_config", "output_in_ring"]
 
 BLOCK_K = 128
 SMEM_LIMIT = 232448          # bytes of shared memory a Hopper block may opt in to (227 KiB)
 SMEM_RESERVED = 1024 + 1024  # alignment slack and the mbarriers
 MAX_STAGES = 24           # small tiles: deep pipelines keep enough bytes in flight for HBM
 MIN_STAGES = 3            # fewer than this and a tile's output is not staged in shared memory
+RING_OUT_BELOW_STAGES = 4  # staging the output in the drained ring pays where fewer stages fit beside it
 MAX_BLOCK_N = 192            # above this the two fp32 accumulators no longer fit in registers
 MAX_OVERLAP_N = 128          # above this a third accumulator (for overlap) no longer fits
 GROUP_N = 16                 # N-blocks per rasterization band
@@ -87,6 +89,7 @@ class GemmConfig:
     cluster_m: int = 1  # 2: CTA pairs on vertically adjacent tiles share B through TMA multicast
     overlap: bool = False  # promote one K block while the next one's wgmma run (BLOCK_N <= MAX_OVERLAP_N)
     staged_out_bytes: int = 0  # bytes per output element staged in shared memory for a TMA store (0: none)
+    out_in_ring: bool = False  # the output is staged over the drained ring, not in a buffer of its own
 
     @property
     def threads(self) -> int:
@@ -94,8 +97,8 @@ class GemmConfig:
 
     @property
     def smem_bytes(self) -> int:
-        return (self.stages * stage_bytes(self.block_m, self.block_n)
-                + self.block_m * self.block_n * self.staged_out_bytes + SMEM_RESERVED)
+        own_buffer = 0 if self.out_in_ring else self.block_m * self.block_n * self.staged_out_bytes
+        return self.stages * stage_bytes(self.block_m, self.block_n) + own_buffer + SMEM_RESERVED
 
 
 def math_warpgroups(block_m: int) -> int:
@@ -220,6 +223,21 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
                       cluster_m=cm, overlap=overlap, staged_out_bytes=staged_out_bytes)
 
 
+def choose_grouped_config(m: int, num_groups: int, n: int, k: int, num_sms: int,
+                          staged_out_bytes: int = 0) -> GemmConfig:
+    """The configuration of an M-grouped GEMM of ``num_groups`` groups of about ``m`` rows
+    (``choose_gemm_config`` with ``num_groups``). The grid is every SM, as the tile count is
+    only known on the device; where each CTA is expected to take one tile, the output is
+    staged over the drained ring of stages where that buys a deeper pipeline (output_in_ring).
+    """
+    m, num_groups = max(m, 1), max(num_groups, 1)
+    cfg = choose_gemm_config(m, n, k, num_sms, staged_out_bytes, num_groups=num_groups)
+    cfg = dataclasses.replace(cfg, num_sms=num_sms)
+    expected_tiles = num_groups * math.ceil(m / cfg.block_m) * math.ceil(n / cfg.block_n)
+    ring = output_in_ring(cfg, staged_out_bytes) if expected_tiles <= num_sms else None
+    return ring or cfg
+
+
 def copies_scales_m_major(sfa_strides: tuple, rows: int, cfg: GemmConfig) -> bool:
     """Whether a GEMM on ``cfg`` first copies sfa (element strides ``sfa_strides``, the last
     two for rows and K blocks) into the M-major layout; ``rows``: M, or a typical group's rows.
@@ -231,6 +249,26 @@ def copies_scales_m_major(sfa_strides: tuple, rows: int, cfg: GemmConfig) -> boo
     """
     bulk_ready = sfa_strides[-2] == 1 and sfa_strides[-1] % 4 == 0
     return not bulk_ready and rows >= SFA_COPY_MIN_ROWS and cfg.block_m >= 128 and cfg.block_n >= 128
+
+
+def output_in_ring(cfg: GemmConfig, out_bytes: int) -> GemmConfig | None:
+    """``cfg`` with its output tile (``out_bytes`` per element; 0: not stageable, as for
+    unaligned rows) staged over the drained ring of stages instead of a buffer of its own,
+    where that buys a deeper pipeline (fewer than RING_OUT_BELOW_STAGES beside the buffer) or
+    staging at all (256x128 with fp32 out); else None.
+
+    The kernel then starts a CTA's next tile only once the last one's stores have read the
+    ring, so this is for grids where each CTA is expected to take one tile (the caller's
+    check). No CTA pairs: a peer would multicast into the ring.
+    Measured (H200, perf log session 11): see docs/perf-log.md.
+    """
+    stages = stages_for(cfg.block_m, cfg.block_n)
+    fits = cfg.block_m * cfg.block_n * out_bytes <= stages * (cfg.block_m + cfg.block_n) * BLOCK_K
+    gains = stages > cfg.stages and cfg.stages < RING_OUT_BELOW_STAGES or not cfg.staged_out_bytes
+    if not out_bytes or cfg.cluster_m != 1 or not fits or not gains:
+        return None
+    return GemmConfig(cfg.block_m, cfg.block_n, stages, cfg.group_n, cfg.num_sms, cfg.cluster_m,
+                      cfg.overlap, staged_out_bytes=out_bytes, out_in_ring=True)
 
 
 def uses_overlap(block_m: int, block_n: int) -> bool:

@@ -29,7 +29,7 @@ import fp8gemm_core as fg  # noqa: E402
 from fp8gemm_core import gemm, grouped, heuristics  # noqa: E402
 from fp8gemm_core.arrays import DeviceArray, StridedView  # noqa: E402
 
-_choose = grouped.choose_gemm_config
+_choose = grouped.choose_grouped_config
 _reuse = gemm.uses_ffma_reuse_chain
 
 
@@ -38,14 +38,17 @@ def _variant(name: str):
     if name == "ship":
         return (lambda c: c), ""
     if name == "regstore":  # no staged output: register stores, every stage for the pipeline
-        return (lambda c: dataclasses.replace(c, staged_out_bytes=0,
+        return (lambda c: dataclasses.replace(c, staged_out_bytes=0, out_in_ring=False,
                                               stages=heuristics.stages_for(c.block_m, c.block_n, 0))), ""
+    if name == "noring":  # the output staged in a buffer of its own (as before session 11)
+        return (lambda c: dataclasses.replace(c, out_in_ring=False, stages=heuristics.stages_for(
+            c.block_m, c.block_n, c.staged_out_bytes))), ""
     if name.startswith("tile"):  # tile128x128o1 / tile128x256 ...
         spec = name[4:]
         ov = spec.endswith("o1")
         bm, bn = (int(v) for v in spec.removesuffix("o1").split("x"))
         return (lambda c: dataclasses.replace(
-            c, block_m=bm, block_n=bn, overlap=ov, staged_out_bytes=heuristics.out_staging(bm, bn, 2),
+            c, block_m=bm, block_n=bn, overlap=ov, staged_out_bytes=heuristics.out_staging(bm, bn, 2), out_in_ring=False,
             stages=heuristics.stages_for(bm, bn, heuristics.out_staging(bm, bn, 2)))), ""
     if name.startswith("gn"):
         g = int(name[2:])
@@ -95,7 +98,7 @@ def main() -> None:
             edit, opts, *reuse = _variant(v)
             gemm.uses_ffma_reuse_chain = (lambda *a: True) if reuse else _reuse
             os.environ["FP8GEMM_CORE_NVRTC_OPTIONS"] = opts
-            grouped.choose_gemm_config = lambda *a, **kw: edit(_choose(*a, **kw))
+            grouped.choose_grouped_config = lambda *a, **kw: edit(_choose(*a, **kw))
             grouped._plans.clear()
             for (G, m, N, K), (A, SA, B, SB, counts, out, _) in data.items():
                 ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked((A, SA), (B, SB), out, counts, m,
@@ -135,7 +138,7 @@ def timeline(data, stream, extra: str = "", warm_code: bool = False) -> None:
     flush = Timer(stream)._flush
     os.environ["FP8GEMM_CORE_NVRTC_OPTIONS"] = " ".join(
         "-D" + d for d in ["FP8GEMM_EXPERIMENT_TIMELINE"] + [e for e in extra.split("+") if e])
-    grouped.choose_gemm_config = _choose
+    grouped.choose_grouped_config = _choose
     grouped._plans.clear()
     launch = driver.launch_fast
     buf = DeviceArray.empty((1024 * 16,), np.uint64, 0, stream)

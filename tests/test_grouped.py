@@ -339,6 +339,33 @@ def test_each_large_tile(tile, num_sms, out_dtype, monkeypatch):
 
 
 @requires_gpu
+@pytest.mark.parametrize("tile", [(256, 128), (128, 256)])
+@pytest.mark.parametrize("out_dtype", [BF16, F32])
+def test_masked_output_in_ring(tile, out_dtype, monkeypatch):
+    # Where each CTA is expected to take one tile, the output is staged over the drained ring
+    # of stages. Then more rows than expected: CTAs take two tiles, and the producer must wait
+    # for the first one's stores to have read the ring before loading the second.
+    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    monkeypatch.setattr(heuristics, "LARGE_MN", 1)
+    monkeypatch.setattr(heuristics, "N_WAVES_MIN_K", 0)
+    groups, max_m, n, num_sms = 2, 1024, 1024, 32
+    k = 640 + 128 * [(256, 128), (128, 256)].index(tile) + 256 * (out_dtype == F32)  # plans: per shape
+    cfg = heuristics.choose_grouped_config(512, groups, n, k, num_sms, out_dtype.itemsize)
+    assert (cfg.block_m, cfg.block_n, cfg.out_in_ring, cfg.stages) == (*tile, True, 4), cfg
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
+    fg.set_num_sms(num_sms)
+    try:
+        for masked in (np.array([512, 300], np.int32), np.array([1024, 999], np.int32)):
+            out = to_dev(np.full((groups, max_m, n), np.nan, out_dtype))
+            fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                                            to_dev(masked), expected_m=512)
+            check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, out_dtype, seed)
+    finally:
+        fg.set_num_sms(None)
+
+
+@requires_gpu
 def test_masked_m_major_scales():
     # M-major sfa per group ([G, kg, max_m] viewed as [G, max_m, kg], as the quantizer writes
     # it): full 128-row tiles take the bulk scale copy, a group's last partial tile the per-row path.

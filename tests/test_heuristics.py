@@ -180,3 +180,19 @@ def test_256_wide_grouped_tiles_where_they_save_a_wave():
     assert (one.block_m, one.block_n) == (128, 256)
     many = h.choose_gemm_config(4096, 4096, 7168, 132, 2, num_groups=8)
     assert (many.block_m, many.block_n) == (192, 128)
+
+
+def test_grouped_output_in_ring_where_one_tile_per_cta_is_expected():
+    # Masked N = 4096 shapes of 128 expected tiles: the output staged over the drained ring,
+    # four stages instead of three (bf16), staged at all with fp32 out on 256x128.
+    for groups, m in [(1, 1024), (2, 512), (4, 256)]:
+        for out_bytes in (2, 4):
+            cfg = h.choose_grouped_config(m, groups, 4096, 7168, 132, out_bytes)
+            assert cfg.out_in_ring and cfg.stages == 4 and cfg.staged_out_bytes == out_bytes, cfg
+            assert cfg.num_sms == 132 and cfg.smem_bytes <= h.SMEM_LIMIT
+            assert cfg.block_m * cfg.block_n * out_bytes <= cfg.stages * h.stage_bytes(cfg.block_m, cfg.block_n)
+    # More tiles than SMs (contiguous prefill), unaligned output rows, or a fourth stage fitting
+    # anyway: a buffer of its own, or none.
+    assert not h.choose_grouped_config(8192, 4, 4096, 7168, 132, 2).out_in_ring
+    assert not h.choose_grouped_config(512, 2, 4096, 7168, 132, 0).out_in_ring
+    assert not h.choose_grouped_config(64, 8, 4096, 7168, 132, 2).out_in_ring
