@@ -105,7 +105,7 @@ def main() -> None:
                                                                              stream=stream), args.reps)
                 times.setdefault((v, (G, m, N), K), []).append(ms * 1e3)
                 if rnd == 0 and K == ks[-1]:
-                    plan = next(iter(grouped._plans.values()))
+                    plan = next(p for key, p in grouped._plans.items() if key[:4] == (m, G, N, K))
                     print(f"{v}: {G}x{m}x{N}x{K} {plan.config}", flush=True)
     print(f"\nMasked probe, CUPTI us (rounds: {args.rounds}), TFLOPS at the largest K, fit t = t0 + K * slope")
     for G, m, N in shapes:
