@@ -5,8 +5,9 @@
 Kernel time with L2 flushed before every call: CUDA events, median of --reps, or with
 --clock cupti the kernels' own durations (CUPTI via torch.profiler), mean of --reps.
 cuBLAS blockwise (1x128 / 128x128 scales, same recipe as ours) and per-tensor FP8
-run in the same process when torch is importable. Writes bench/results/gemm-*.json
-and prints the table last.
+run in the same process when torch is importable, on the same operands (--data: normal data
+cast by our quantizers, the default and DeepGEMM's test data, or random E4M3 bit patterns).
+Writes bench/results/gemm-*.json and prints the table last.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import ml_dtypes
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import Timer, random_fp8_bytes  # noqa: E402
+from timing import DATA_KINDS, Timer, fp8_activations, fp8_weights, row_major_sfa  # noqa: E402
 
 import fp8gemm_core as fg  # noqa: E402
 from fp8gemm_core import driver, gemm  # noqa: E402
-from fp8gemm_core.arrays import DeviceArray, transposed  # noqa: E402
+from fp8gemm_core.arrays import DeviceArray  # noqa: E402
 
 SHAPES = [(m, n, k) for m in (64, 128, 4096) for n, k in
           [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]]
@@ -52,6 +53,8 @@ def main() -> None:
                     help="A/B experiment: N-blocks per rasterization band (heuristics.GROUP_N)")
     ap.add_argument("--tile", type=str, default="",
                     help="A/B experiment: force BLOCK_MxBLOCK_N for every shape, large ones included (e.g. 192x128)")
+    ap.add_argument("--data", choices=DATA_KINDS, default="randn",
+                    help="operands: normal data cast by our quantizers, or random E4M3 bit patterns")
     ap.add_argument("--row-major-scales", action="store_true",
                     help="sfa as a quantizer writes it ([M, K/128] row-major) instead of M-major")
     ap.add_argument("--no-tma-store", action="store_true",
@@ -95,21 +98,20 @@ def main() -> None:
     stream = torch.cuda.current_stream().cuda_stream if has_torch else 0
     if args.clock == "cupti" and not has_torch:
         sys.exit("bench_gemm: --clock cupti reads CUPTI through torch.profiler; torch is not importable")
+    if args.data == "randn" and not has_torch:
+        print("bench_gemm: torch is not importable; random E4M3 bit patterns instead of normal data")
+        args.data = "bytes"
     timer = Timer(stream, clock=args.clock)
     dev = driver.get_device(0)
     rng = np.random.default_rng()
     rows = []
     for m, n, k in shapes:
-        a8 = random_fp8_bytes(rng, (m, k))
-        b8 = random_fp8_bytes(rng, (n, k))
-        sfa = rng.uniform(0.5, 2.0, (m, math.ceil(k / 128))).astype(np.float32) / 448
-        sfb = rng.uniform(0.5, 2.0, (math.ceil(n / 128), math.ceil(k / 128))).astype(np.float32) / 448
-        # M-major sfa (the kernel's preferred layout): a [K/128, M] buffer, viewed transposed.
-        A, B = DeviceArray.from_numpy(a8, 0, stream), DeviceArray.from_numpy(b8, 0, stream)
-        SAt = DeviceArray.from_numpy(np.ascontiguousarray(sfa.T), 0, stream)
-        SB = DeviceArray.from_numpy(sfb, 0, stream)
+        # M-major sfa (the kernel's preferred layout): a [K/128, M] buffer (SAt), viewed transposed.
+        A, SA, SAt = fp8_activations(rng, (m, k), stream, args.data)
+        B, SB = fp8_weights(rng, (n, k), stream, args.data)
         out = DeviceArray.empty((m, n), ml_dtypes.bfloat16, 0, stream)
-        SA = transposed(SAt) if not args.row_major_scales else DeviceArray.from_numpy(sfa, 0, stream)
+        if args.row_major_scales:
+            SA = row_major_sfa(SAt, stream)
         ms = timer.median_ms(lambda: fg.fp8_gemm_nt((A, SA), (B, SB), out, stream=stream), args.reps)
         flops = 2.0 * m * n * k
         cfg = next(p.config for key, p in gemm._plans.items() if key[:3] == (m, n, k))
@@ -147,15 +149,15 @@ def main() -> None:
     path = os.path.join(os.path.dirname(__file__), "results", f"gemm-{stamp}.json")
     with open(path, "w") as f:
         json.dump(dict(device=dev.name, sms=dev.num_sms, date=stamp, torch=has_torch, clock=args.clock,
-                       rows=rows), f,
+                       data=args.data, rows=rows), f,
                   indent=1)
     out_dir = os.environ.get("OUT")
     if out_dir:
         with open(os.path.join(out_dir, f"gemm-{stamp}.json"), "w") as f:
-            json.dump(dict(device=dev.name, date=stamp, clock=args.clock, rows=rows), f, indent=1)
+            json.dump(dict(device=dev.name, date=stamp, clock=args.clock, data=args.data, rows=rows), f, indent=1)
 
     print(f"\nFP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, {args.reps} calls, L2 flushed, "
-          f"clock: {args.clock}")
+          f"clock: {args.clock}, data: {args.data}")
     print(f"{'M':>5} {'N':>6} {'K':>6} | {'ours':>6} {'cuBLASb':>7} {'cuBLASt':>7} | {'x blk':>5} "
           f"{'x tns':>5} | {'GB/s':>5} {'DG(H200)':>8} {'err':>7}  config")
     ratios_b = []

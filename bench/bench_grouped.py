@@ -3,14 +3,17 @@
     PYTHONPATH=. python bench/bench_grouped.py [--reps N]
 
 Contiguous (G groups of about `rows` rows each, N, K), each with group sizes equal and varying
-+-30% (fixed seed), measured in the same run against:
++-30% (spread evenly over 0.7-1.3x the mean in a fixed shuffled order, multiples of 16 rows:
+padding every group to the largest then computes 1.3x the useful rows), measured in the same
+run against:
   - our dense kernel on the same total rows (the grouped kernel should be within 5% of it),
   - a loop of per-expert cuBLAS blockwise calls (torch._scaled_mm, when torch is importable),
   - padding every expert to the largest and running one batched GEMM (our masked kernel
     with every group full): TFLOPS count useful work only; "(pad)" is the rows it computes per
     useful row, the most that grouped can gain over it at equal efficiency.
-Masked (G groups x rows, N, K): masked_m = rows for every group. Scales M-major everywhere
-(as fp8gemm_core's quantizer writes them and DeepGEMM requires).
+Masked (G groups x rows, N, K): masked_m = rows for every group. Operands (--data): normal data
+cast by the library's quantizers (default; DeepGEMM's test data), or random E4M3 bit patterns;
+scales M-major everywhere (as fp8gemm_core's quantizer writes them and DeepGEMM requires).
 Kernel time from CUDA events, L2 flushed before each call, median of --reps. Writes
 bench/results/grouped-*.json and prints the table last.
 """
@@ -28,7 +31,7 @@ import ml_dtypes
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import Timer, random_fp8_bytes  # noqa: E402
+from timing import DATA_KINDS, Timer, fp8_activations, fp8_weights, row_major_sfa  # noqa: E402
 
 import fp8gemm_core as fg  # noqa: E402
 from fp8gemm_core import driver  # noqa: E402
@@ -41,22 +44,20 @@ MASKED = [((1, 1024, 4096, 7168), 1199), ((1, 1024, 7168, 2048), 926), ((2, 512,
           ((2, 512, 7168, 2048), 889), ((4, 256, 4096, 7168), 1055), ((4, 256, 7168, 2048), 840)]
 
 
-def scales(rng, shape):
-    return rng.uniform(0.5, 2.0, shape).astype(np.float32) / 448
+def group_sizes(groups: int, mean: int, spread: float) -> np.ndarray:
+    """Sizes spread evenly over [1 - spread, 1 + spread] x mean (multiples of 16 rows: cuBLAS
+    blockwise rejects some others), in a fixed shuffled order."""
+    f = np.linspace(1 - spread, 1 + spread, groups) if groups > 1 else np.ones(1)
+    return np.random.default_rng(11).permutation(np.round(f * mean / 16).astype(np.int64) * 16)
 
 
-def m_major(rng, rows, kg, stream, groups=None, row_major=False):
-    """sfa [rows, kg] (or [groups, rows, kg]) in the preferred M-major layout, as our quantizer
-    writes it and DeepGEMM requires: a [kg, rows] buffer per group, viewed transposed.
-    (``row_major``: the plain row-major array instead, for A/B experiments.)"""
-    if row_major:
-        buf = DeviceArray.from_numpy(scales(rng, (rows, kg) if groups is None else (groups, rows, kg)), 0, stream)
-        return buf, buf
-    if groups is None:
-        buf = DeviceArray.from_numpy(scales(rng, (kg, rows)), 0, stream)
-        return StridedView(buf, (rows, kg), (1, rows)), buf
-    buf = DeviceArray.from_numpy(scales(rng, (groups, kg, rows)), 0, stream)
-    return StridedView(buf, (groups, rows, kg), (kg * rows, 1, rows)), buf
+def activations(rng, shape, stream, args):
+    """(a_fp8, sfa, keep): sfa M-major (as our quantizer writes it and DeepGEMM requires), or
+    row-major with --row-major-scales (A/B experiments)."""
+    a8, sfa, base = fp8_activations(rng, shape, stream, args.data)
+    if args.row_major_scales:
+        sfa = row_major_sfa(base, stream)
+    return a8, sfa, base
 
 
 def main() -> None:
@@ -66,6 +67,8 @@ def main() -> None:
                     help="events around each call, or CUPTI kernel durations (needs torch)")
     ap.add_argument("--only", choices=("contiguous", "masked"), default=None,
                     help="run one layout's shapes only")
+    ap.add_argument("--data", choices=DATA_KINDS, default="randn",
+                    help="operands: normal data cast by our quantizers, or random E4M3 bit patterns")
     ap.add_argument("--row-major-scales", action="store_true",
                     help="A/B experiment: sfa row-major instead of M-major")
     ap.add_argument("--tile", type=str, default="",
@@ -88,6 +91,9 @@ def main() -> None:
     stream = torch.cuda.current_stream().cuda_stream if has_torch else 0
     if args.clock == "cupti" and not has_torch:
         sys.exit("bench_grouped: --clock cupti reads CUPTI through torch.profiler; torch is not importable")
+    if args.data == "randn" and not has_torch:
+        print("bench_grouped: torch is not importable; random E4M3 bit patterns instead of normal data")
+        args.data = "bytes"
     timer = Timer(stream, clock=args.clock)
     dev = driver.get_device(0)
     rng = np.random.default_rng(7)
@@ -96,16 +102,13 @@ def main() -> None:
 
     for (G, mean, N, K), dg in (CONTIGUOUS if args.only != "masked" else []):
         kg = math.ceil(K / 128)
-        B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
-        SB = DeviceArray.from_numpy(scales(rng, (G, math.ceil(N / 128), kg)), 0, stream)
+        B, SB = fp8_weights(rng, (G, N, K), stream, args.data)
         for spread in (0.0, 0.3):
             # Sizes in multiples of 16 rows (cuBLAS blockwise rejects some others).
-            sizes = np.full(G, mean) if spread == 0 else \
-                rng.integers(int((1 - spread) * mean) // 16, int((1 + spread) * mean) // 16 + 1, size=G) * 16
+            sizes = group_sizes(G, mean, spread)
             M = int(sizes.sum())
             flops = 2.0 * M * N * K
-            A = DeviceArray.from_numpy(random_fp8_bytes(rng, (M, K)), 0, stream)
-            SA, _keep = m_major(rng, M, kg, stream, row_major=args.row_major_scales)
+            A, SA, _keep = activations(rng, (M, K), stream, args)
             ends = DeviceArray.from_numpy(np.cumsum(sizes).astype(np.int32), 0, stream)
             out = DeviceArray.empty((M, N), bf16, 0, stream)
             row = dict(kind="contiguous", groups=G, rows=mean, spread=spread, n=N, k=K, total_m=M,
@@ -120,8 +123,7 @@ def main() -> None:
             row["dense_tflops"] = flops / ms / 1e9
             # Padded: every expert padded to the largest, one batched (masked, all full) GEMM.
             max_m = int(sizes.max())
-            Ap = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, max_m, K)), 0, stream)
-            SAp, _keep_p = m_major(rng, max_m, kg, stream, groups=G, row_major=args.row_major_scales)
+            Ap, SAp, _keep_p = activations(rng, (G, max_m, K), stream, args)
             full = DeviceArray.from_numpy(np.full(G, max_m, np.int32), 0, stream)
             outp = DeviceArray.empty((G, max_m, N), bf16, 0, stream)
             ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
@@ -139,11 +141,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
 
     for (G, m, N, K), dg in (MASKED if args.only != "contiguous" else []):
-        kg = math.ceil(K / 128)
-        A = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, m, K)), 0, stream)
-        SA, _keep = m_major(rng, m, kg, stream, groups=G, row_major=args.row_major_scales)
-        B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
-        SB = DeviceArray.from_numpy(scales(rng, (G, math.ceil(N / 128), kg)), 0, stream)
+        A, SA, _keep = activations(rng, (G, m, K), stream, args)
+        B, SB = fp8_weights(rng, (G, N, K), stream, args.data)
         counts = DeviceArray.from_numpy(np.full(G, m, np.int32), 0, stream)
         out = DeviceArray.empty((G, m, N), bf16, 0, stream)
         ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
@@ -156,13 +155,13 @@ def main() -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     result = dict(device=dev.name, sms=dev.num_sms, date=stamp, torch=has_torch, clock=args.clock,
-                  rows=rows_out)
+                  data=args.data, rows=rows_out)
     for folder in filter(None, (os.path.join(os.path.dirname(__file__), "results"), os.environ.get("OUT"))):
         with open(os.path.join(folder, f"grouped-{stamp}.json"), "w") as f:
             json.dump(result, f, indent=1)
 
     print(f"\nGrouped FP8 GEMM on {dev.name} ({dev.num_sms} SMs), {stamp}, {args.reps} calls, "
-          f"L2 flushed, clock: {args.clock}, TFLOPS of useful work")
+          f"L2 flushed, clock: {args.clock}, data: {args.data}, TFLOPS of useful work")
     print(f"{'layout':>10} {'G':>3} {'rows':>5} {'+-':>4} {'N':>5} {'K':>5} | {'ours':>5} {'dense':>5} "
           f"{'padded':>6} {'cuBLAS':>6} | {'/dense':>6} {'/padded':>7} {'(pad)':>5} {'/cuBLAS':>7} {'DG(H200)':>8}")
     for r in rows_out:

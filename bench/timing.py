@@ -98,3 +98,53 @@ def random_fp8_bytes(rng: np.random.Generator, shape) -> np.ndarray:
     sign = rng.integers(0, 2, size=shape, dtype=np.uint8) << 7
     return x | sign
 
+
+
+# ------------------------------------------------------------------ operands
+# "randn" (default): normal data cast by the library's quantizers, 1x128 per-token scales for
+# activations and 128x128 block scales for weights: what real layers and DeepGEMM's own test
+# (whose figures BRIEF quotes) feed the kernels. "bytes": uniformly random E4M3 bit patterns
+# with random scales (the benches' data before session 11), which keep the tensor cores ~3%
+# busier per FLOP (docs/perf-log.md, session 11). Both are the same for every contender.
+DATA_KINDS = ("randn", "bytes")
+
+
+def _random_scales(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.uniform(0.5, 2.0, shape).astype(np.float32) / 448
+
+
+def fp8_activations(rng: np.random.Generator, shape, stream: int, data: str = "randn"):
+    """A ``[..., M, K]`` E4M3 operand and its 1x128 scales: ``(a_fp8, sfa_view, sfa_base)``, sfa
+    M-major (``sfa_view`` [..., M, K/128] over ``sfa_base`` [..., K/128, M], the layout the
+    kernels read fastest)."""
+    from fp8gemm_core.arrays import StridedView
+    *lead, m, k = shape
+    kg = -(-k // 128)
+    if data == "randn":
+        import fp8gemm_core as fg
+        import torch
+        x = torch.randn(tuple(shape), device="cuda", dtype=torch.bfloat16)
+        a8, sfa = fg.per_token_cast_to_fp8(x, stream=stream)
+        return a8, sfa, sfa.base
+    base = DeviceArray.from_numpy(_random_scales(rng, (*lead, kg, m)), 0, stream)
+    strides = ((kg * m,) if lead else ()) + (1, m)
+    return (DeviceArray.from_numpy(random_fp8_bytes(rng, tuple(shape)), 0, stream),
+            StridedView(base, (*lead, m, kg), strides), base)
+
+
+def fp8_weights(rng: np.random.Generator, shape, stream: int, data: str = "randn"):
+    """A ``[..., N, K]`` E4M3 operand and its row-major 128x128 block scales ``[..., N/128, K/128]``."""
+    *lead, n, k = shape
+    if data == "randn":
+        import fp8gemm_core as fg
+        import torch
+        w = torch.randn(tuple(shape), device="cuda", dtype=torch.bfloat16)
+        return fg.per_block_cast_to_fp8(w, stream=stream)
+    return (DeviceArray.from_numpy(random_fp8_bytes(rng, tuple(shape)), 0, stream),
+            DeviceArray.from_numpy(_random_scales(rng, (*lead, -(-n // 128), -(-k // 128))), 0, stream))
+
+
+def row_major_sfa(sfa_base: DeviceArray, stream: int) -> DeviceArray:
+    """The row-major ``[..., M, K/128]`` copy of M-major scales (their ``[..., K/128, M]`` base),
+    through the host (A/B experiments only)."""
+    return DeviceArray.from_numpy(np.swapaxes(sfa_base.to_numpy(stream), -1, -2), 0, stream)

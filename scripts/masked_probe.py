@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
 
@@ -23,11 +22,11 @@ import ml_dtypes
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
-from timing import Timer, random_fp8_bytes  # noqa: E402
+from timing import DATA_KINDS, Timer, fp8_activations, fp8_weights  # noqa: E402
 
 import fp8gemm_core as fg  # noqa: E402
 from fp8gemm_core import gemm, grouped, heuristics  # noqa: E402
-from fp8gemm_core.arrays import DeviceArray, StridedView  # noqa: E402
+from fp8gemm_core.arrays import DeviceArray  # noqa: E402
 
 _choose = grouped.choose_grouped_config
 _reuse = gemm.uses_ffma_reuse_chain
@@ -67,6 +66,9 @@ def main() -> None:
     ap.add_argument("--ks", default="1024,2048,4096,7168")
     ap.add_argument("--shapes", default="2,512,4096;1,1024,4096")
     ap.add_argument("--variants", default="ship,regstore")
+    ap.add_argument("--data", choices=DATA_KINDS, default="randn",
+                    help="operands: normal data cast by our quantizers (the benches' default), or random "
+                         "E4M3 bit patterns")
     ap.add_argument("--timeline", default=None, const="", nargs="?",
                     help="also per-CTA marks; optional extra macros, e.g. FOO+BAR")
     ap.add_argument("--warm-code", action="store_true",
@@ -82,13 +84,8 @@ def main() -> None:
     data = {}
     for G, m, N in shapes:
         for K in ks:
-            kg = math.ceil(K / 128)
-            A = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, m, K)), 0, stream)
-            sbuf = DeviceArray.from_numpy(rng.uniform(0.5, 2, (G, kg, m)).astype(np.float32) / 448, 0, stream)
-            SA = StridedView(sbuf, (G, m, kg), (kg * m, 1, m))
-            B = DeviceArray.from_numpy(random_fp8_bytes(rng, (G, N, K)), 0, stream)
-            SB = DeviceArray.from_numpy(rng.uniform(0.5, 2, (G, math.ceil(N / 128), kg)).astype(np.float32) / 448,
-                                        0, stream)
+            A, SA, sbuf = fp8_activations(rng, (G, m, K), stream, args.data)
+            B, SB = fp8_weights(rng, (G, N, K), stream, args.data)
             counts = DeviceArray.from_numpy(np.full(G, m, np.int32), 0, stream)
             out = DeviceArray.empty((G, m, N), ml_dtypes.bfloat16, 0, stream)
             data[G, m, N, K] = (A, SA, B, SB, counts, out, sbuf)
