@@ -119,7 +119,7 @@ def m_grouped_fp8_gemm_nt_contiguous(a: tuple[Any, Any], b: tuple[Any, Any], out
         else:
             starts, ends = 0, IDX.ptr
         _launch(device, s, A, SA, (SA.strides[0], SA.strides[1], 0), B, SB, O, odt,
-                rows=M, m_hint=-(-M // G), groups=(starts, ends, 0, 0, G))
+                rows=M, m_hint=-(-M // G), groups=(starts, ends, 0, 0, G), uneven_groups=True)
     del scratch  # freed in stream order, after the GEMM
     return out
 
@@ -178,7 +178,7 @@ def m_grouped_fp8_gemm_nt_masked(a: tuple[Any, Any], b: tuple[Any, Any], out: An
     with device.activate():
         _launch(device, s, A2, SA, (SA.strides[1], SA.strides[2], SA.strides[0]), B, SB, O2, odt,
                 rows=G * max_m, m_hint=min(int(expected_m), max_m),
-                groups=(0, 0, MM.ptr, max_m, G))
+                groups=(0, 0, MM.ptr, max_m, G), uneven_groups=False)
     return out
 
 
@@ -272,17 +272,18 @@ def _group_rows_from_indices(IDX, num_groups: int, device: driver.Device, stream
 
 
 def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_hint: int,
-            groups) -> None:
+            groups, uneven_groups: bool) -> None:
     """Plan (cached per shape) and launch the grouped kernel. ``A`` and ``O`` are the 2-D
     [rows, K] / [rows, N] views; ``sfa_strides`` = (per row, per K block, per group);
-    ``m_hint``: the typical rows of one group."""
+    ``m_hint``: the typical rows of one group; ``uneven_groups``: their sizes vary around it
+    (contiguous layout)."""
     G, N, K = B.shape
     staged = _staged_out_bytes(O.strides[0], odt.itemsize, O.ptr % 16 == 0)
     num_sms = effective_num_sms(device.num_sms)
-    key = (m_hint, G, N, K, odt == F32, staged, device.ordinal, num_sms)
+    key = (m_hint, G, N, K, odt == F32, staged, device.ordinal, num_sms, uneven_groups)
     plan = _plans.get(key)
     if plan is None:
-        cfg = choose_grouped_config(m_hint, G, N, K, num_sms, staged)
+        cfg = choose_grouped_config(m_hint, G, N, K, num_sms, staged, uneven_groups)
         source, name, prelude = _kernel_spec(cfg, odt == F32, 0, grouped=True)
         kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                                 device=device, max_dynamic_smem=cfg.smem_bytes)

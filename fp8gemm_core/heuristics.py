@@ -145,13 +145,16 @@ def _cluster_m(m_blocks: int, num_sms: int) -> int:
 
 
 def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: int = 0,
-                       num_groups: int | None = None) -> GemmConfig:
+                       num_groups: int | None = None, uneven_groups: bool = False) -> GemmConfig:
     """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs.
 
     ``staged_out_bytes``: the output element size when the epilogue goes through shared
     memory and a TMA store (it takes room from the pipeline stages), else 0.
     ``num_groups``: for a grouped GEMM, its number of groups of about ``m`` rows each (each
     group is tiled on its own, and no CTA pairs are used, even for one group); None: dense.
+    ``uneven_groups``: the groups' sizes vary around ``m`` (contiguous layout, two or more
+    groups), so each large group is counted with half a tile more than ``m`` fills, the
+    partial tile its end leaves on average (masked: ``m`` is every group's row count).
     """
     block_ms = candidate_block_ms(m)
     large = m >= LARGE_MN and n >= LARGE_MN
@@ -160,8 +163,12 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         # Grouped: no pairs (measured no clear gain, perf log sessions 6 and 7).
         return _cluster_m(math.ceil(m / bm), num_sms) if num_groups is None else 1
 
-    def count_tiles(bm: int, bn: int) -> int:
+    def count_tiles(bm: int, bn: int) -> float:
         cm = cluster(bm)
+        if uneven_groups and large and (num_groups or 1) > 1:
+            # Measured (H200, perf log session 11): 8 x 4096 x 7168 x 2048 with sizes spread
+            # +-30%, 192x128 +2.6% over 256x128, which exactly 4096-row groups favour (+1.9%).
+            return (num_groups or 1) * (m / bm + 0.5) * math.ceil(n / bn)
         return (num_groups or 1) * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
 
     tiles_to_try = (list(LARGE_TILE_SPEED) if large
@@ -210,7 +217,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         # halved B traffic saves (+1.7-1.9% without; 128x160 / 192x128 / 128x192 gain 1-8%
         # from pairs).
         cm = 1
-    tiles = count_tiles(bm, bn)
+    tiles = math.ceil(count_tiles(bm, bn))
     grid = min(num_sms, tiles) // cm * cm
     if num_groups is None:
         # The fewest CTAs that take the same number of waves: as fast, and the idle SMs leave
@@ -224,14 +231,16 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
 
 
 def choose_grouped_config(m: int, num_groups: int, n: int, k: int, num_sms: int,
-                          staged_out_bytes: int = 0) -> GemmConfig:
+                          staged_out_bytes: int = 0, uneven_groups: bool = False) -> GemmConfig:
     """The configuration of an M-grouped GEMM of ``num_groups`` groups of about ``m`` rows
-    (``choose_gemm_config`` with ``num_groups``). The grid is every SM, as the tile count is
-    only known on the device; where each CTA is expected to take one tile, the output is
-    staged over the drained ring of stages where that buys a deeper pipeline (output_in_ring).
+    (``choose_gemm_config`` with ``num_groups``; ``uneven_groups`` for the contiguous layout).
+    The grid is every SM, as the tile count is only known on the device; where each CTA is
+    expected to take one tile, the output is staged over the drained ring of stages where that
+    buys a deeper pipeline (output_in_ring).
     """
     m, num_groups = max(m, 1), max(num_groups, 1)
-    cfg = choose_gemm_config(m, n, k, num_sms, staged_out_bytes, num_groups=num_groups)
+    cfg = choose_gemm_config(m, n, k, num_sms, staged_out_bytes, num_groups=num_groups,
+                             uneven_groups=uneven_groups)
     cfg = dataclasses.replace(cfg, num_sms=num_sms)
     expected_tiles = num_groups * math.ceil(m / cfg.block_m) * math.ceil(n / cfg.block_n)
     ring = output_in_ring(cfg, staged_out_bytes) if expected_tiles <= num_sms else None
