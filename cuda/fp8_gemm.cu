@@ -220,9 +220,10 @@ constexpr int wave_n(int block_n) { return block_n == 256 ? 128 : block_n; }
 // kOverlap: promote K block kb while block kb + 1's wgmma run (needs a second partial
 // accumulator, so only for narrower tiles). kTmaStore: the epilogue stages the tile in
 // shared memory and writes it with TMA (needs 16-byte aligned D rows): 1 in a buffer of its
-// own, 2 in the ring of stages once drained (see kOutInRing); 0 stores straight from registers. kGrouped: M-grouped GEMM (see GroupRows): B is [G * N, K]
-// (group g's rows at g * N), sfa / sfb advance by sfa_stride_g / sfb_stride_g per
-// group, and sfa's row index restarts at g * group_stride (masked layout).
+// own, 2 in the ring of stages once drained (see kOutInRing); 0 stores straight from
+// registers. kGrouped: M-grouped GEMM (see GroupRows): B is [G * N, K] (group g's rows at
+// g * N), sfa / sfb advance by sfa_stride_g / sfb_stride_g per group, and sfa's row index
+// restarts at g * group_stride (masked layout).
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
           int kTmaStore, int kGrouped>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
