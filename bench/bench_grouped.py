@@ -11,11 +11,13 @@ run against:
   - padding every expert to the largest and running one batched GEMM (our masked kernel
     with every group full): TFLOPS count useful work only; "(pad)" is the rows it computes per
     useful row, the most that grouped can gain over it at equal efficiency.
+  The grouped, dense and padded calls run in --rounds alternating rounds (median per call), so
+  their ratios compare calls under the same clocks and temperature.
 Masked (G groups x rows, N, K): masked_m = rows for every group. Operands (--data): normal data
 cast by the library's quantizers (default; DeepGEMM's test data), or random E4M3 bit patterns;
 scales M-major everywhere (as fp8gemm_core's quantizer writes them and DeepGEMM requires).
-Kernel time from CUDA events, L2 flushed before each call, median of --reps. Writes
-bench/results/grouped-*.json and prints the table last.
+Kernel time from CUDA events (median of --reps) or CUPTI (--clock cupti: mean), L2 flushed
+before each call. Writes bench/results/grouped-*.json and prints the table last.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ def group_sizes(groups: int, mean: int, spread: float) -> np.ndarray:
     return np.random.default_rng(11).permutation(np.round(f * mean / 16).astype(np.int64) * 16)
 
 
+def tile_fits_shape(G: int, m: int, N: int, K: int, num_sms: int) -> bool:
+    """Whether the heuristics (as --tile restricts them) find a tile for this shape."""
+    from fp8gemm_core import heuristics
+    try:
+        heuristics.choose_grouped_config(m, G, N, K, num_sms)
+        return True
+    except ValueError:
+        return False
+
+
 def activations(rng, shape, stream, args):
     """(a_fp8, sfa, keep): sfa M-major (as our quantizer writes it and DeepGEMM requires), or
     row-major with --row-major-scales (A/B experiments)."""
@@ -63,6 +75,8 @@ def activations(rng, shape, stream, args):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="contiguous rows: alternating rounds of (grouped, dense, padded), median")
     ap.add_argument("--clock", choices=("events", "cupti"), default="events",
                     help="events around each call, or CUPTI kernel durations (needs torch)")
     ap.add_argument("--only", choices=("contiguous", "masked"), default=None,
@@ -101,6 +115,9 @@ def main() -> None:
     rows_out = []
 
     for (G, mean, N, K), dg in (CONTIGUOUS if args.only != "masked" else []):
+        if args.tile and not tile_fits_shape(G, mean, N, K, dev.num_sms):
+            print(f"bench_grouped: --tile {args.tile} does not fit {G} x {mean} x {N} x {K}; skipped")
+            continue
         kg = math.ceil(K / 128)
         B, SB = fp8_weights(rng, (G, N, K), stream, args.data)
         for spread in (0.0, 0.3):
@@ -113,22 +130,24 @@ def main() -> None:
             out = DeviceArray.empty((M, N), bf16, 0, stream)
             row = dict(kind="contiguous", groups=G, rows=mean, spread=spread, n=N, k=K, total_m=M,
                        deepgemm_h200=dg)
-            ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_contiguous(
-                (A, SA), (B, SB), out, offsets=ends, stream=stream), args.reps)
-            row["ours_tflops"] = flops / ms / 1e9
             # Our dense kernel on the same total rows (B of group 0): the reference point.
             B0 = StridedView(B, (N, K), (K, 1))
             SB0 = StridedView(SB, (math.ceil(N / 128), kg), (kg, 1))
-            ms = timer.median_ms(lambda: fg.fp8_gemm_nt((A, SA), (B0, SB0), out, stream=stream), args.reps)
-            row["dense_tflops"] = flops / ms / 1e9
             # Padded: every expert padded to the largest, one batched (masked, all full) GEMM.
             max_m = int(sizes.max())
             Ap, SAp, _keep_p = activations(rng, (G, max_m, K), stream, args)
             full = DeviceArray.from_numpy(np.full(G, max_m, np.int32), 0, stream)
             outp = DeviceArray.empty((G, max_m, N), bf16, 0, stream)
-            ms = timer.median_ms(lambda: fg.m_grouped_fp8_gemm_nt_masked(
-                (Ap, SAp), (B, SB), outp, full, max_m, stream=stream), args.reps)
-            row["padded_tflops"] = flops / ms / 1e9
+            # The three in alternating rounds: their ratios are what this row reports.
+            ms = timer.interleaved_ms({
+                "ours": lambda: fg.m_grouped_fp8_gemm_nt_contiguous((A, SA), (B, SB), out, offsets=ends,
+                                                                    stream=stream),
+                "dense": lambda: fg.fp8_gemm_nt((A, SA), (B0, SB0), out, stream=stream),
+                "padded": lambda: fg.m_grouped_fp8_gemm_nt_masked((Ap, SAp), (B, SB), outp, full, max_m,
+                                                                  stream=stream),
+            }, args.reps, args.rounds)
+            for name, t in ms.items():
+                row[f"{name}_tflops"] = flops / t / 1e9
             # Rows the padded GEMM computes per useful row: its speedup ceiling at equal efficiency.
             row["padded_work"] = G * max_m / M
             if has_torch:
@@ -141,6 +160,9 @@ def main() -> None:
             print(json.dumps(row), flush=True)
 
     for (G, m, N, K), dg in (MASKED if args.only != "contiguous" else []):
+        if args.tile and not tile_fits_shape(G, m, N, K, dev.num_sms):
+            print(f"bench_grouped: --tile {args.tile} does not fit {G} x {m} x {N} x {K}; skipped")
+            continue
         A, SA, _keep = activations(rng, (G, m, K), stream, args)
         B, SB = fp8_weights(rng, (G, N, K), stream, args.data)
         counts = DeviceArray.from_numpy(np.full(G, m, np.int32), 0, stream)

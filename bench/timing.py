@@ -66,6 +66,17 @@ class Timer:
                 driver.call(cu.cuEventDestroy, e)
         return statistics.median(times)
 
+    def interleaved_ms(self, fns: dict[str, Callable[[], object]], reps: int = 20,
+                       rounds: int = 3) -> dict[str, float]:
+        """``median_ms`` of each function, measured in ``rounds`` alternating rounds (the
+        median over them): for ratios between calls, which then see the same drift of the
+        card's clocks and temperature instead of each its own stretch of the run."""
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                times[name].append(self.median_ms(fn, reps))
+        return {name: statistics.median(t) for name, t in times.items()}
+
     def _cupti_ms(self, fn: Callable[[], object], reps: int, warmup: int, flush: bool) -> float:
         import torch
         from torch.profiler import ProfilerActivity, profile

@@ -20,8 +20,9 @@ def main() -> None:
     grouped = [tuple(int(v) for v in s.split(",")) for s in sys.argv[2].split(";") if s] if len(sys.argv) > 2 else []
     specs = [gemm.default_kernel_spec(m, n, k, 132) for m, n, k in dense]
     for g, m, n, k in grouped:
-        cfg = heuristics.choose_grouped_config(m, g, n, k, 132, 2)
-        specs.append(gemm._kernel_spec(cfg, False, 0, grouped=True))
+        for profile in heuristics.UNPAIRED_TILE_SPEED:  # what either kind of GPU would run
+            cfg = heuristics.choose_grouped_config(m, g, n, k, 132, 2, profile=profile)
+            specs.append(gemm._kernel_spec(cfg, False, 0, grouped=True))
     for source, name, prelude in dict.fromkeys(specs):
         k = jit.compile_kernel(source, name, prelude=prelude, options=gemm._extra_nvrtc_options())
         print(f"{name:50s} regs {k.registers:3d} spills {k.spill_stores}/{k.spill_loads} ({k.origin})", flush=True)
