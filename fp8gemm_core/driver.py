@@ -127,6 +127,7 @@ class Device:
     num_sms: int
     max_smem_per_block_optin: int
     l2_bytes: int
+    memory_bytes: int
     handle: Any = field(repr=False)
     context: Any = field(repr=False)
 
@@ -244,6 +245,7 @@ def get_device(ordinal: int = 0) -> Device:
             num_sms=get(attr.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
             max_smem_per_block_optin=get(attr.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN),
             l2_bytes=get(attr.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE),
+            memory_bytes=call(cu.cuDeviceTotalMem, handle),
             handle=handle,
             context=call(cu.cuDevicePrimaryCtxRetain, handle),
         )

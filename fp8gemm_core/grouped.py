@@ -28,7 +28,8 @@ import numpy as np
 from . import arrays, driver, jit, tma
 from .gemm import (BF16, F32, FP8, _D_ROWS, _D_SLAB, _P, _PARAM_KINDS, _check_output, _dtype_name,
                    _extra_nvrtc_options, _kernel_spec, _m_major_scales, _pair, _staged_out_bytes)
-from .heuristics import BLOCK_K, GemmConfig, choose_grouped_config, copies_scales_m_major, effective_num_sms
+from .heuristics import (BLOCK_K, GemmConfig, choose_grouped_config, copies_scales_m_major, effective_num_sms,
+                         gpu_profile)
 
 __all__ = ["m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm_nt_masked",
            "get_m_alignment_for_contiguous_layout"]
@@ -283,7 +284,8 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
     key = (m_hint, G, N, K, odt == F32, staged, device.ordinal, num_sms, uneven_groups)
     plan = _plans.get(key)
     if plan is None:
-        cfg = choose_grouped_config(m_hint, G, N, K, num_sms, staged, uneven_groups)
+        cfg = choose_grouped_config(m_hint, G, N, K, num_sms, staged, uneven_groups,
+                                    gpu_profile(device.memory_bytes))
         source, name, prelude = _kernel_spec(cfg, odt == F32, 0, grouped=True)
         kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                                 device=device, max_dynamic_smem=cfg.smem_bytes)

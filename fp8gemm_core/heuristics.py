@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 
 __all__ = ["GemmConfig", "choose_gemm_config", "candidate_block_ns", "set_num_sms", "get_num_sms",
-           "effective_num_sms", "choose_grouped_config", "output_in_ring"]
+           "effective_num_sms", "choose_grouped_config", "output_in_ring", "gpu_profile"]
 
 BLOCK_K = 128
 SMEM_LIMIT = 232448          # bytes of shared memory a Hopper block may opt in to (227 KiB)
@@ -41,10 +41,15 @@ LARGE_MN = 1024              # M (rows per group) and N from which tiles come fr
 # so 0.99; it wins where it saves a wave (masked 1 x 1024 x 4096 x 7168: +3.8% over 128x128).
 LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93, (256, 128): 1.02,
                     (128, 256): 0.99}
-# 256x128 without CTA pairs (grouped GEMMs, whose tiles never pair): 0.967x of 192x128 on
-# contiguous 4 x 8192 x 4096 x 7168, +5.2% over 128x160 at masked 1 x 1024 x 7168 x 2048, where
-# it saves a wave (H200, perf log session 9): 0.98.
-UNPAIRED_TILE_SPEED = {(256, 128): 0.98}
+# Tiles without CTA pairs (grouped GEMMs, whose tiles never pair), by GPU (gpu_profile):
+# an H200, 256x128 0.967x of 192x128 on contiguous 4 x 8192 x 4096 x 7168 and +5.2% over
+# 128x160 at masked 1 x 1024 x 7168 x 2048, where it saves a wave (perf log session 9): 0.98.
+# An H100, where three consumer warpgroups without pairs run ~10% behind two: 256x128 1.08-
+# 1.13x of 192x128 on the contiguous shapes, waves counted (perf log session 12): 1.10.
+UNPAIRED_TILE_SPEED = {"h200": {(256, 128): 0.98}, "h100": {(256, 128): 1.10}}
+# Hopper GPUs with at least this much memory (HBM3e: H200, GH200 144 GB) plan as "h200",
+# the others (HBM3: H100 SXM/PCIe/NVL, H800, GH200 96 GB) as "h100".
+H200_MIN_MEMORY = 120 << 30
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
 # about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
@@ -56,6 +61,11 @@ N_WAVES_MIN_K = 4096
 
 _num_sms_override: int | None = None
 _lock = threading.Lock()
+
+
+def gpu_profile(memory_bytes: int) -> str:
+    """The tile-speed profile ("h100" or "h200") of a GPU with this much device memory."""
+    return "h200" if memory_bytes >= H200_MIN_MEMORY else "h100"
 
 
 def set_num_sms(num_sms: int | None) -> None:
@@ -145,7 +155,8 @@ def _cluster_m(m_blocks: int, num_sms: int) -> int:
 
 
 def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: int = 0,
-                       num_groups: int | None = None, uneven_groups: bool = False) -> GemmConfig:
+                       num_groups: int | None = None, uneven_groups: bool = False,
+                       profile: str = "h200") -> GemmConfig:
     """Pick the tile configuration for an ``[m, k] x [n, k]^T`` FP8 GEMM on ``num_sms`` SMs.
 
     ``staged_out_bytes``: the output element size when the epilogue goes through shared
@@ -155,6 +166,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     ``uneven_groups``: the groups' sizes vary around ``m`` (contiguous layout, two or more
     groups), so each large group is counted with half a tile more than ``m`` fills, the
     partial tile its end leaves on average (masked: ``m`` is every group's row count).
+    ``profile``: the GPU's tile speeds without CTA pairs (``gpu_profile``).
     """
     block_ms = candidate_block_ms(m)
     large = m >= LARGE_MN and n >= LARGE_MN
@@ -186,8 +198,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
             # epilogue, whose time grows with the tile's width only (256x128's two m-waves
             # store in turn, yet it measured +0.7-1% over 192x128 at K = 512 and 1536).
-            speed = UNPAIRED_TILE_SPEED.get((bm, bn), LARGE_TILE_SPEED[bm, bn]) if cluster(bm) == 1 \
-                else LARGE_TILE_SPEED[bm, bn]
+            speed = UNPAIRED_TILE_SPEED[profile].get((bm, bn), LARGE_TILE_SPEED[bm, bn]) \
+                if cluster(bm) == 1 else LARGE_TILE_SPEED[bm, bn]
             key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K),)
         else:
             # Fewest waves (in 128-row tile times; 256x128 and 128x256 count twice), then
@@ -231,7 +243,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
 
 
 def choose_grouped_config(m: int, num_groups: int, n: int, k: int, num_sms: int,
-                          staged_out_bytes: int = 0, uneven_groups: bool = False) -> GemmConfig:
+                          staged_out_bytes: int = 0, uneven_groups: bool = False,
+                          profile: str = "h200") -> GemmConfig:
     """The configuration of an M-grouped GEMM of ``num_groups`` groups of about ``m`` rows
     (``choose_gemm_config`` with ``num_groups``; ``uneven_groups`` for the contiguous layout).
     The grid is every SM, as the tile count is only known on the device; where each CTA is
@@ -240,7 +253,7 @@ def choose_grouped_config(m: int, num_groups: int, n: int, k: int, num_sms: int,
     """
     m, num_groups = max(m, 1), max(num_groups, 1)
     cfg = choose_gemm_config(m, n, k, num_sms, staged_out_bytes, num_groups=num_groups,
-                             uneven_groups=uneven_groups)
+                             uneven_groups=uneven_groups, profile=profile)
     cfg = dataclasses.replace(cfg, num_sms=num_sms)
     expected_tiles = num_groups * math.ceil(m / cfg.block_m) * math.ceil(n / cfg.block_n)
     ring = output_in_ring(cfg, staged_out_bytes) if expected_tiles <= num_sms else None

@@ -80,7 +80,7 @@ def test_256_row_tiles_paired_in_dense_gemms():
 def test_grouped_256x128_where_it_measured_faster():
     # Masked N = 4096 at K = 7168: 256x128 over 128x256 (m-waves first: +1.9% at 2 x 512, +1.8%
     # at 4 x 256), and 1 x 1024 x 7168 x 2048 over 128x160 (+5.2%); contiguous 4 x 8192 keeps
-    # 192x128 (256x128 unpaired measured 3.2% slower there).
+    # 192x128 (256x128 unpaired measured 3.2% slower there on an H200, the default profile).
     for groups, m in [(2, 512), (4, 256)]:
         cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups)
         assert (cfg.block_m, cfg.block_n) == (256, 128), (groups, m, cfg)
@@ -206,3 +206,23 @@ def test_contiguous_groups_are_counted_uneven():
     assert h.choose_grouped_config(4096, 8, 7168, 2048, 132, 2, uneven_groups=True).block_m == 192
     assert (h.choose_grouped_config(1024, 1, 4096, 7168, 132, 2, uneven_groups=True)
             == h.choose_grouped_config(1024, 1, 4096, 7168, 132, 2))
+
+
+def test_gpu_profile_from_memory():
+    # HBM3 parts plan as "h100", HBM3e ones (141 GB H200, 144 GB GH200) as "h200".
+    for gb, profile in [(80, "h100"), (94, "h100"), (96, "h100"), (141, "h200"), (144, "h200")]:
+        assert h.gpu_profile(gb * 10**9) == profile, gb
+    assert set(h.UNPAIRED_TILE_SPEED) == {"h100", "h200"}
+
+
+def test_large_grouped_tiles_by_profile():
+    # An H100 runs the grouped 192x128 tile (three consumer warpgroups, no pairs) ~10% behind
+    # 256x128: large groups take 256-row tiles there, 192-row ones on an H200 (perf log session 12).
+    for groups, m, n, k, uneven in [(4, 8192, 4096, 7168, True), (8, 4096, 7168, 2048, True),
+                                    (4, 8192, 4096, 7168, False)]:
+        h100 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h100")
+        h200 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h200")
+        assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (256, 128, 192, 128), (groups, m)
+    # Dense GEMMs do not depend on it (CTA pairs: the same tile speeds on both).
+    assert h.choose_gemm_config(8192, 8192, 8192, 132, 2) == h.choose_gemm_config(8192, 8192, 8192, 132, 2,
+                                                                                  profile="h100")
