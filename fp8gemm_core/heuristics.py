@@ -10,6 +10,9 @@ Large problems (M, or the rows of each group of a grouped GEMM, and N at least
 LARGE_MN) are compute-bound: there the choice is among a few big tiles whose speed
 per unit of area was measured, and the cost is waves x tile area / that speed (a
 narrower tile may win by filling the last wave better, as 128x128 does at 4096x4096).
+Grouped GEMMs' tiles (no CTA pairs) rank differently on an H100 and an H200 (HBM3 vs HBM3e:
+DRAM traffic costs an H100 more clock at the power limit), so their speeds come per GPU kind
+(``gpu_profile``).
 """
 
 from __future__ import annotations
