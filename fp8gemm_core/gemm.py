@@ -21,7 +21,7 @@ import numpy as np
 from . import arrays, driver, heuristics, jit, tma
 from .codegen import wgmma_fp8_source
 from .heuristics import (BLOCK_K, LARGE_TILE_SPEED, GemmConfig, candidate_block_ns, choose_gemm_config,
-                         copies_scales_m_major, effective_num_sms, stages_for, uses_ffma_reuse_chain,
+                         copies_scales_m_major, effective_num_sms, gpu_profile, stages_for, uses_ffma_reuse_chain,
                          uses_overlap)
 
 __all__ = ["fp8_gemm_nt", "gemm_kernel_configs", "default_kernel_spec"]
@@ -73,9 +73,11 @@ def _staged_out_bytes(ldd: int, itemsize: int, aligned: bool = True) -> int:
     return itemsize if aligned and (ldd * itemsize) % 16 == 0 else 0
 
 
-def default_kernel_spec(m: int, n: int, k: int, num_sms: int, out_fp32: bool = False) -> tuple[str, str, str]:
-    """The kernel a call with a library-allocated output would use (for AOT builds and benchmarks)."""
-    cfg = choose_gemm_config(m, n, k, num_sms, _staged_out_bytes(n, 4 if out_fp32 else 2))
+def default_kernel_spec(m: int, n: int, k: int, num_sms: int, out_fp32: bool = False,
+                        profile: str = "h200") -> tuple[str, str, str]:
+    """The kernel a call with a library-allocated output would use on a GPU of kind ``profile``
+    (``heuristics.gpu_profile``; for AOT builds and benchmarks)."""
+    cfg = choose_gemm_config(m, n, k, num_sms, _staged_out_bytes(n, 4 if out_fp32 else 2), profile=profile)
     return _kernel_spec(cfg, out_fp32, 0)
 
 
@@ -321,7 +323,7 @@ def _m_major_scales(SA, ld: int, device: driver.Device, stream: int) -> arrays.D
 
 def _make_plan(key: tuple, device: driver.Device) -> _Plan:
     M, N, K, out_fp32, c_mode, staged, _, num_sms = key
-    cfg = choose_gemm_config(M, N, K, num_sms, staged)
+    cfg = choose_gemm_config(M, N, K, num_sms, staged, profile=gpu_profile(device.memory_bytes))
     source, name, prelude = _kernel_spec(cfg, out_fp32, c_mode)
     kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                             device=device, max_dynamic_smem=cfg.smem_bytes)

@@ -50,6 +50,9 @@ LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 
 # An H100, where three consumer warpgroups without pairs run ~10% behind two: 256x128 1.08-
 # 1.13x of 192x128 on the contiguous shapes, waves counted (perf log session 12): 1.10.
 UNPAIRED_TILE_SPEED = {"h200": {(256, 128): 0.98}, "h100": {(256, 128): 1.10}}
+# Dense CTA pairs where an H100 differs: 128x256 1.00-1.02x of 256x128 at K >= 4096 (perf log
+# session 12; ties on an H200): 1.04.
+PAIRED_TILE_SPEED = {"h200": {}, "h100": {(128, 256): 1.04}}
 # Hopper GPUs with at least this much memory (HBM3e: H200, GH200 144 GB) plan as "h200",
 # the others (HBM3: H100 SXM/PCIe/NVL, H800, GH200 96 GB) as "h100".
 H200_MIN_MEMORY = 120 << 30
@@ -169,7 +172,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     ``uneven_groups``: the groups' sizes vary around ``m`` (contiguous layout, two or more
     groups), so each large group is counted with half a tile more than ``m`` fills, the
     partial tile its end leaves on average (masked: ``m`` is every group's row count).
-    ``profile``: the GPU's tile speeds without CTA pairs (``gpu_profile``).
+    ``profile``: the GPU kind whose tile speeds apply (``gpu_profile``).
     """
     block_ms = candidate_block_ms(m)
     large = m >= LARGE_MN and n >= LARGE_MN
@@ -201,8 +204,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
             # epilogue, whose time grows with the tile's width only (256x128's two m-waves
             # store in turn, yet it measured +0.7-1% over 192x128 at K = 512 and 1536).
-            speed = UNPAIRED_TILE_SPEED[profile].get((bm, bn), LARGE_TILE_SPEED[bm, bn]) \
-                if cluster(bm) == 1 else LARGE_TILE_SPEED[bm, bn]
+            table = UNPAIRED_TILE_SPEED if cluster(bm) == 1 else PAIRED_TILE_SPEED
+            speed = table[profile].get((bm, bn), LARGE_TILE_SPEED[bm, bn])
             key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K),)
         else:
             # Fewest waves (in 128-row tile times; 256x128 and 128x256 count twice), then

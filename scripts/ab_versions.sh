@@ -4,7 +4,7 @@
 for round in 1 2; do
   for tree in "$1" "$2"; do
     echo "== round $round tree: $tree"
-    (cd "$tree" && env -u OUT PYTHONPATH=. timeout ${AB_TIMEOUT:-200} python3 bench/bench_gemm.py --reps 15 --shapes "$3" 2>&1 \
+    (cd "$tree" && env -u OUT PYTHONPATH=. timeout ${AB_TIMEOUT:-200} python3 bench/bench_gemm.py --reps 15 --clock cupti --shapes "$3" 2>&1 \
        | grep -E "^ +[0-9]+ +[0-9]+ +[0-9]+ \|" | cut -c1-60,88-)
   done
 done

@@ -27,7 +27,7 @@ def main() -> None:
                 M = int(sizes.sum())
                 grouped(-(-M // G), G, N, K, True)
                 grouped(int(sizes.max()), G, N, K, False)  # padded
-                specs.append(gemm.default_kernel_spec(M, N, K, SMS))
+                specs.append(gemm.default_kernel_spec(M, N, K, SMS, profile=profile))
         for (G, m, N, K), _ in MASKED:
             grouped(m, G, N, K, False)
     for source, name, prelude in dict.fromkeys(specs):

@@ -18,7 +18,8 @@ from fp8gemm_core import gemm, heuristics, jit  # noqa: E402
 def main() -> None:
     dense = [tuple(int(v) for v in s.split(",")) for s in sys.argv[1].split(";") if s]
     grouped = [tuple(int(v) for v in s.split(",")) for s in sys.argv[2].split(";") if s] if len(sys.argv) > 2 else []
-    specs = [gemm.default_kernel_spec(m, n, k, 132) for m, n, k in dense]
+    specs = [gemm.default_kernel_spec(m, n, k, 132, profile=profile)
+             for m, n, k in dense for profile in heuristics.UNPAIRED_TILE_SPEED]
     for g, m, n, k in grouped:
         for profile in heuristics.UNPAIRED_TILE_SPEED:  # what either kind of GPU would run
             cfg = heuristics.choose_grouped_config(m, g, n, k, 132, 2, profile=profile)

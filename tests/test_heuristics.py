@@ -223,6 +223,10 @@ def test_large_grouped_tiles_by_profile():
         h100 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h100")
         h200 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h200")
         assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (256, 128, 192, 128), (groups, m)
-    # Dense GEMMs do not depend on it (CTA pairs: the same tile speeds on both).
-    assert h.choose_gemm_config(8192, 8192, 8192, 132, 2) == h.choose_gemm_config(8192, 8192, 8192, 132, 2,
-                                                                                  profile="h100")
+    # Dense CTA pairs: 128x256 on an H100 at K >= 4096 (1.00-1.02x of 256x128 there), 256x128 on
+    # an H200 (ties) and wherever 256-wide tiles are not allowed (K < 4096).
+    for profile, tile in [("h100", (128, 256)), ("h200", (256, 128))]:
+        cfg = h.choose_gemm_config(8192, 8192, 8192, 132, 2, profile=profile)
+        assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == tile + (2,), profile
+    cfg = h.choose_gemm_config(4096, 7168, 2048, 132, 2, profile="h100")
+    assert (cfg.block_m, cfg.block_n) == (256, 128)
