@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                     ("scales_layout.cu", "scales_to_m_major", "")])  # the helpers launched beside them
     for triple in filter(None, args.shapes.split(";")):
         m, n, k = (int(v) for v in triple.split(","))
-        for profile in heuristics.UNPAIRED_TILE_SPEED:  # the cache may serve either kind of GPU
+        for profile in heuristics.PROFILES:  # the cache may serve either kind of GPU
             specs.append(gemm.default_kernel_spec(m, n, k, _num_sms(args.num_sms), args.out_dtype == "fp32",
                                                   profile))
     if not specs:

@@ -10,9 +10,9 @@ Large problems (M, or the rows of each group of a grouped GEMM, and N at least
 LARGE_MN) are compute-bound: there the choice is among a few big tiles whose speed
 per unit of area was measured, and the cost is waves x tile area / that speed (a
 narrower tile may win by filling the last wave better, as 128x128 does at 4096x4096).
-Grouped GEMMs' tiles (no CTA pairs) rank differently on an H100 and an H200 (HBM3 vs HBM3e:
-DRAM traffic costs an H100 more clock at the power limit), so their speeds come per GPU kind
-(``gpu_profile``).
+Some tiles rank differently on an H100 and an H200 (HBM3 vs HBM3e: DRAM traffic costs an
+H100 more clock at the power limit), so the speeds that differ come per GPU kind
+(``gpu_profile``, one of ``PROFILES``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 
 __all__ = ["GemmConfig", "choose_gemm_config", "candidate_block_ns", "set_num_sms", "get_num_sms",
-           "effective_num_sms", "choose_grouped_config", "output_in_ring", "gpu_profile"]
+           "effective_num_sms", "choose_grouped_config", "output_in_ring", "gpu_profile", "PROFILES"]
 
 BLOCK_K = 128
 SMEM_LIMIT = 232448          # bytes of shared memory a Hopper block may opt in to (227 KiB)
@@ -56,6 +56,7 @@ PAIRED_TILE_SPEED = {"h200": {}, "h100": {(128, 256): 1.04}}
 # Hopper GPUs with at least this much memory (HBM3e: H200, GH200 144 GB) plan as "h200",
 # the others (HBM3: H100 SXM/PCIe/NVL, H800, GH200 96 GB) as "h100".
 H200_MIN_MEMORY = 120 << 30
+PROFILES = ("h100", "h200")
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
 # about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.

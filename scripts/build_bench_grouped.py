@@ -17,7 +17,7 @@ SMS, STAGED = 132, 2  # bf16 output, 16-byte aligned rows
 
 def main() -> None:
     specs = []
-    for profile in heuristics.UNPAIRED_TILE_SPEED:  # what either kind of GPU would run
+    for profile in heuristics.PROFILES:  # what either kind of GPU would run
         def grouped(m, G, N, K, uneven):
             cfg = heuristics.choose_grouped_config(m, G, N, K, SMS, STAGED, uneven, profile)
             specs.append(gemm._kernel_spec(cfg, False, 0, grouped=True))

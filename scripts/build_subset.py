@@ -19,9 +19,9 @@ def main() -> None:
     dense = [tuple(int(v) for v in s.split(",")) for s in sys.argv[1].split(";") if s]
     grouped = [tuple(int(v) for v in s.split(",")) for s in sys.argv[2].split(";") if s] if len(sys.argv) > 2 else []
     specs = [gemm.default_kernel_spec(m, n, k, 132, profile=profile)
-             for m, n, k in dense for profile in heuristics.UNPAIRED_TILE_SPEED]
+             for m, n, k in dense for profile in heuristics.PROFILES]
     for g, m, n, k in grouped:
-        for profile in heuristics.UNPAIRED_TILE_SPEED:  # what either kind of GPU would run
+        for profile in heuristics.PROFILES:  # what either kind of GPU would run
             cfg = heuristics.choose_grouped_config(m, g, n, k, 132, 2, profile=profile)
             specs.append(gemm._kernel_spec(cfg, False, 0, grouped=True))
     for source, name, prelude in dict.fromkeys(specs):

@@ -212,7 +212,7 @@ def test_gpu_profile_from_memory():
     # HBM3 parts plan as "h100", HBM3e ones (141 GB H200, 144 GB GH200) as "h200".
     for gb, profile in [(80, "h100"), (94, "h100"), (96, "h100"), (141, "h200"), (144, "h200")]:
         assert h.gpu_profile(gb * 10**9) == profile, gb
-    assert set(h.UNPAIRED_TILE_SPEED) == {"h100", "h200"}
+    assert set(h.UNPAIRED_TILE_SPEED) == set(h.PAIRED_TILE_SPEED) == set(h.PROFILES)
 
 
 def test_large_grouped_tiles_by_profile():
