@@ -66,6 +66,11 @@ SFA_COPY_MIN_ROWS = 1000  # rows from which non-M-major sfa is copied M-major (c
 # -12% at 128x32768x512, where per-tile costs dominate (H200, perf log session 8).
 N_WAVES_MIN_K = 4096
 
+# Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times, by GPU. An H100
+# ran 256x128 over 128x112-128x192 on nine masked and dense shapes with 256-512 rows (perf log
+# session 13) at 0.63-0.70 of 128x160-192 tile times per m-wave; an H200 unmeasured there.
+TALL_TILE_WAVE_TIME = {"h200": 1.0, "h100": 0.7}
+
 _num_sms_override: int | None = None
 _lock = threading.Lock()
 
@@ -217,7 +222,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             # (256x128 pairs 1.4% over 128x256 at 1024x4096x7168), then the wider one
             # (measured, perf log session 6: 64x32 over 128x16 +15%, 64x64 over 128x32
             # +11-27%, 64x128 over 128x64 +6%).
-            key = (waves * m_waves, -round(last_wave_fill, 3), -bm * bn, bm + bn, bn // wgmma_n(bn), -bn)
+            wave_time = m_waves * (TALL_TILE_WAVE_TIME[profile] if bm == 256 else 1)
+            key = (waves * wave_time, -round(last_wave_fill, 3), -bm * bn, bm + bn, bn // wgmma_n(bn), -bn)
         if best_key is None or key < best_key:
             best, best_key = (bm, bn), key
     if best is None:
