@@ -87,7 +87,12 @@ def main() -> None:
                     help="A/B experiment: sfa row-major instead of M-major")
     ap.add_argument("--tile", type=str, default="",
                     help="A/B experiment: force BLOCK_MxBLOCK_N for every shape (e.g. 256x128)")
+    ap.add_argument("--no-grouped-pairs", action="store_true",
+                    help="A/B experiment: no CTA pairs in grouped GEMMs (heuristics.GROUPED_PAIR_SPEED)")
     args = ap.parse_args()
+    if args.no_grouped_pairs:
+        from fp8gemm_core import heuristics
+        heuristics.GROUPED_PAIR_SPEED = {p: {} for p in heuristics.PROFILES}
     if args.tile:
         from fp8gemm_core import heuristics
         bm, bn = (int(v) for v in args.tile.lower().split("x"))

@@ -112,14 +112,19 @@ struct TileWalker {
     if constexpr (kGrouped) load_window(0);
   }
 
-  // The window at g0; `before` tiles come before its first group.
+  // Cluster tiles (kClusterM tiles stacked along M) a group of `rows` rows takes: both tiles
+  // of a pair belong to one group (they share its B); an odd last M-block is paired with a
+  // padding tile past the group's end, which loads its half of B and stores nothing.
+  DEVICE static i32 cluster_rows(i32 rows) { return (rows + BLOCK_M * kClusterM - 1) / (BLOCK_M * kClusterM); }
+
+  // The window at g0; `before` cluster tiles come before its first group.
   DEVICE void load_window(i32 before) {
     const i32 g = g0 + i32(ptx::lane_id());
     lane_incl = 0;
     if (g < rows.num_groups) {
       i32 start, end;
       rows.bounds(g, start, end);
-      lane_incl = (end - start + BLOCK_M - 1) / BLOCK_M * n_blocks;
+      lane_incl = cluster_rows(end - start) * n_blocks;
     }
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) {
@@ -149,9 +154,9 @@ struct TileWalker {
       const i32 incl = __shfl_sync(0xffffffffu, lane_incl, hit);
       i32 start, end;
       rows.bounds(g0 + i32(hit), start, end);  // same address in every lane: one load
-      const i32 m_blocks = (end - start + BLOCK_M - 1) / BLOCK_M;
-      const TileScheduler<1> group_sched(m_blocks, n_blocks, min(group_n, n_blocks));
-      group_sched.tile(t - (incl - m_blocks * n_blocks), 0, mb, nb);
+      const TileScheduler<kClusterM> group_sched((end - start + BLOCK_M - 1) / BLOCK_M, n_blocks,
+                                                 min(group_n, n_blocks));
+      group_sched.tile(t - (incl - cluster_rows(end - start) * n_blocks), rank, mb, nb);
       tile = Tile{g0 + i32(hit), start + mb * BLOCK_M, end, nb * BLOCK_N};
     }
     t += step;
@@ -255,7 +260,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // the 1024-byte alignment of the 128-byte swizzle pattern.
   constexpr u32 kSliceRowsB = BLOCK_N / CLUSTER_M;
   static_assert(CLUSTER_M == 1 || CLUSTER_M == 2, "CLUSTER_M must be 1 or 2");
-  static_assert(!kGrouped || (CLUSTER_M == 1 && kCMode == 0), "grouped: no clusters, no C");
+  static_assert(!kGrouped || kCMode == 0, "grouped: no C");
   static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
   // kOutInRing: a tile's output is staged over the ring of stages (A's, then B's), after
   // every consumer is done with its last K block; the producer starts a CTA's next tile

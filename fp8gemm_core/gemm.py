@@ -83,7 +83,7 @@ def default_kernel_spec(m: int, n: int, k: int, num_sms: int, out_fp32: bool = F
 
 def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     """Every (source, name_expr, prelude) the heuristics can choose, dense and grouped
-    (grouped: no clusters, no C): for AOT builds and spill checks."""
+    (grouped: no C, CTA pairs on 256-row tiles only): for AOT builds and spill checks."""
     specs = []
     tiles = [(bm, bn) for bm in (64, 128) for bn in candidate_block_ns()]
     tiles += [t for t in LARGE_TILE_SPEED if t not in tiles]  # the 192-row ones
@@ -93,7 +93,9 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
                 staged = heuristics.out_staging(bm, bn, (4 if out_fp32 else 2) if tma_store else 0)
                 for cluster_m in (1, 2):
                     dense = heuristics.tile_fits(bm, bn, cluster_m)
-                    grouped = cluster_m == 1 and heuristics.tile_fits(bm, bn, 1, grouped=True)
+                    # Grouped: CTA pairs only on the tiles some GPU kind pairs (GROUPED_PAIR_SPEED).
+                    grouped = heuristics.tile_fits(bm, bn, cluster_m, grouped=True) and (
+                        cluster_m == 1 or any((bm, bn) in t for t in heuristics.GROUPED_PAIR_SPEED.values()))
                     # (Overlap is used only up to two waves of tiles: both loops are shipped.)
                     for overlap in dict.fromkeys((uses_overlap(bm, bn), False)) if dense or grouped else ():
                         cfg = GemmConfig(bm, bn, stages_for(bm, bn, staged), 1, 2, cluster_m,

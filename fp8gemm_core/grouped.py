@@ -20,6 +20,7 @@ Rows outside every group are not computed and their output rows are left untouch
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,6 +290,14 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
         source, name, prelude = _kernel_spec(cfg, odt == F32, 0, grouped=True)
         kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                                 device=device, max_dynamic_smem=cfg.smem_bytes)
+        # The grid is every SM (the tile count is only known on the device), in whole CTA
+        # pairs that can be resident at once.
+        grid = num_sms // cfg.cluster_m * cfg.cluster_m
+        if cfg.cluster_m > 1:
+            with device.activate():
+                resident = driver.max_active_clusters(kernel.handle, cfg.threads, cfg.smem_bytes, cfg.cluster_m)
+            grid = min(grid, resident * cfg.cluster_m)
+        cfg = dataclasses.replace(cfg, num_sms=grid)
         plan = _plans[key] = _Plan(cfg, kernel)
     cfg = plan.config
     staged = cfg.staged_out_bytes  # (0 where the tile leaves no room to stage the output)
@@ -302,8 +311,10 @@ def _launch(device, stream, A, SA, sfa_strides, B, SB, O, odt, *, rows: int, m_h
     p = driver.KernelParams(_PARAM_KINDS)
     p.set(_P["tmap_a"], tma.make_tensor_map(A.ptr, FP8, A.shape, A.strides, (cfg.block_m, BLOCK_K),
                                             tma.SWIZZLE_128B, name="a[0]"))
+    # (With CTA pairs each CTA loads half of the B tile and multicasts it to both.)
     p.set(_P["tmap_b"], tma.make_tensor_map(B.ptr, FP8, (G * N, K), (B.strides[1], 1),
-                                            (cfg.block_n, BLOCK_K), tma.SWIZZLE_128B, name="b[0]"))
+                                            (cfg.block_n // cfg.cluster_m, BLOCK_K), tma.SWIZZLE_128B,
+                                            name="b[0]"))
     if staged:
         p.set(_P["tmap_d"], tma.make_tensor_map(O.ptr, odt, O.shape, O.strides,
                                                 (_D_ROWS, _D_SLAB // odt.itemsize), tma.SWIZZLE_32B,

@@ -44,7 +44,7 @@ LARGE_MN = 1024              # M (rows per group) and N from which tiles come fr
 # so 0.99; it wins where it saves a wave (masked 1 x 1024 x 4096 x 7168: +3.8% over 128x128).
 LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 160): 0.93, (256, 128): 1.02,
                     (128, 256): 0.99}
-# Tiles without CTA pairs (grouped GEMMs, whose tiles never pair), by GPU (gpu_profile):
+# Tiles without CTA pairs (grouped GEMMs, unless GROUPED_PAIR_SPEED), by GPU (gpu_profile):
 # an H200, 256x128 0.967x of 192x128 on contiguous 4 x 8192 x 4096 x 7168 and +5.2% over
 # 128x160 at masked 1 x 1024 x 7168 x 2048, where it saves a wave (perf log session 9): 0.98.
 # An H100, where three consumer warpgroups without pairs run ~10% behind two: 256x128 1.08-
@@ -57,6 +57,14 @@ PAIRED_TILE_SPEED = {"h200": {}, "h100": {(128, 256): 1.04}}
 # the others (HBM3: H100 SXM/PCIe/NVL, H800, GH200 96 GB) as "h100".
 H200_MIN_MEMORY = 120 << 30
 PROFILES = ("h100", "h200")
+# Grouped GEMMs as CTA pairs (two M-blocks of one group sharing its B tile), by GPU: an H100,
+# 256x128 pairs +2.3-4% over unpaired on the contiguous shapes with equal groups, -0.5 to +2%
+# with +-30% sizes (padding partners) (perf log session 13): 1.13 against unpaired 1.10. An
+# H200 measured +2-4% / -2-3% in session 9 on an older kernel: not used there.
+GROUPED_PAIR_SPEED = {"h200": {}, "h100": {(256, 128): 1.13}}
+# ... and only from this many waves of tiles: the pairs won at 31-54 waves and lost 4% at 1.7
+# (masked 1 x 1024 x 7168 x 2048) and 6.7% at one (H100, perf log session 13).
+GROUPED_PAIR_MIN_WAVES = 4
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
 # about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
 # H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
@@ -174,7 +182,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     ``staged_out_bytes``: the output element size when the epilogue goes through shared
     memory and a TMA store (it takes room from the pipeline stages), else 0.
     ``num_groups``: for a grouped GEMM, its number of groups of about ``m`` rows each (each
-    group is tiled on its own, and no CTA pairs are used, even for one group); None: dense.
+    group is tiled on its own; CTA pairs stay inside a group, see GROUPED_PAIR_SPEED); None: dense.
     ``uneven_groups``: the groups' sizes vary around ``m`` (contiguous layout, two or more
     groups), so each large group is counted with half a tile more than ``m`` fills, the
     partial tile its end leaves on average (masked: ``m`` is every group's row count).
@@ -184,24 +192,31 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     large = m >= LARGE_MN and n >= LARGE_MN
 
     def cluster(bm: int) -> int:
-        # Grouped: no pairs (measured no clear gain, perf log sessions 6 and 7).
+        # Grouped GEMMs: pairs are separate candidates (GROUPED_PAIR_SPEED).
         return _cluster_m(math.ceil(m / bm), num_sms) if num_groups is None else 1
 
-    def count_tiles(bm: int, bn: int) -> float:
-        cm = cluster(bm)
+    def count_tiles(bm: int, bn: int, cm: int) -> float:
         if uneven_groups and large and (num_groups or 1) > 1:
             # Measured (H200, perf log session 11): 8 x 4096 x 7168 x 2048 with sizes spread
             # +-30%, 192x128 +2.6% over 256x128, which exactly 4096-row groups favour (+1.9%).
-            return (num_groups or 1) * (m / bm + 0.5) * math.ceil(n / bn)
+            # Pairs stay inside a group: half the groups end on an odd M-block, whose partner
+            # is a padding tile (half a tile more per group).
+            return (num_groups or 1) * (m / bm + 0.5 * cm) * math.ceil(n / bn)
         return (num_groups or 1) * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
 
     tiles_to_try = (list(LARGE_TILE_SPEED) if large
                     else [(bm, bn) for bm in block_ms for bn in candidate_block_ns()])
+    candidates = [(bm, bn, cluster(bm)) for bm, bn in tiles_to_try]
+    if large and num_groups is not None:
+        # Grouped CTA pairs, where measured faster on this GPU kind, and only over many waves
+        # (GROUPED_PAIR_MIN_WAVES).
+        candidates += [(bm, bn, 2) for bm, bn in GROUPED_PAIR_SPEED[profile]
+                       if num_sms % 2 == 0 and count_tiles(bm, bn, 2) >= GROUPED_PAIR_MIN_WAVES * num_sms]
     best, best_key = None, None
-    for bm, bn in tiles_to_try:
-        if not tile_fits(bm, bn, cluster(bm), num_groups is not None) or (bn == 256 and k < N_WAVES_MIN_K):
+    for bm, bn, cm in candidates:
+        if not tile_fits(bm, bn, cm, num_groups is not None) or (bn == 256 and k < N_WAVES_MIN_K):
             continue
-        tiles = count_tiles(bm, bn)
+        tiles = count_tiles(bm, bn, cm)
         waves = math.ceil(tiles / num_sms)
         last_wave_fill = tiles / (waves * num_sms)
         # 2 for 256x128 (two m-waves) and 128x256 (two n-waves): twice a 128x128 tile's time
@@ -210,8 +225,11 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
             # epilogue, whose time grows with the tile's width only (256x128's two m-waves
             # store in turn, yet it measured +0.7-1% over 192x128 at K = 512 and 1536).
-            table = UNPAIRED_TILE_SPEED if cluster(bm) == 1 else PAIRED_TILE_SPEED
-            speed = table[profile].get((bm, bn), LARGE_TILE_SPEED[bm, bn])
+            if num_groups is not None and cm == 2:
+                speed = GROUPED_PAIR_SPEED[profile][bm, bn]
+            else:
+                table = UNPAIRED_TILE_SPEED if cm == 1 else PAIRED_TILE_SPEED
+                speed = table[profile].get((bm, bn), LARGE_TILE_SPEED[bm, bn])
             key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K),)
         else:
             # Fewest waves (in 128-row tile times; 256x128 and 128x256 count twice), then
@@ -225,24 +243,23 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             wave_time = m_waves * (TALL_TILE_WAVE_TIME[profile] if bm == 256 else 1)
             key = (waves * wave_time, -round(last_wave_fill, 3), -bm * bn, bm + bn, bn // wgmma_n(bn), -bn)
         if best_key is None or key < best_key:
-            best, best_key = (bm, bn), key
+            best, best_key = (bm, bn, cm), key
     if best is None:
         raise ValueError(f"no tile fits a {m}x{n}x{k} GEMM among {tiles_to_try} (256-row tiles need CTA "
                          f"pairs; 256-wide ones K >= {N_WAVES_MIN_K})")
-    bm, bn = best
+    bm, bn, cm = best
     staged_out_bytes = out_staging(bm, bn, staged_out_bytes)
-    cm = cluster(bm)
     n_blocks = math.ceil(n / bn)
     # Overlap pays while the grid runs at most two waves of tiles; over more, the plain loop
     # is faster (H200, perf log session 6: 128x128 at 4096x4096x7168 +2.3% without it,
     # 512x4096x7168 -3.8%).
-    overlap = uses_overlap(bm, bn) and count_tiles(bm, bn) <= 2 * num_sms
+    overlap = uses_overlap(bm, bn) and count_tiles(bm, bn, cm) <= 2 * num_sms
     if large and num_groups is None and (bm, bn) == (128, 128) and not overlap:
         # Measured (H200, perf log session 6): these pairs cost more in coupling than the
         # halved B traffic saves (+1.7-1.9% without; 128x160 / 192x128 / 128x192 gain 1-8%
         # from pairs).
         cm = 1
-    tiles = math.ceil(count_tiles(bm, bn))
+    tiles = math.ceil(count_tiles(bm, bn, cm))
     grid = min(num_sms, tiles) // cm * cm
     if num_groups is None:
         # The fewest CTAs that take the same number of waves: as fast, and the idle SMs leave

@@ -366,6 +366,42 @@ def test_masked_output_in_ring(tile, out_dtype, monkeypatch):
 
 
 @requires_gpu
+@pytest.mark.parametrize("out_dtype", [BF16, F32])
+def test_cta_pairs_on_256_row_tiles(out_dtype, monkeypatch):
+    # Grouped CTA pairs share a group's B; a group with an odd number of 256-row M-blocks pairs its
+    # last one with a padding tile that must store nothing. The hint (1024 rows: 4 M-blocks, 240
+    # tiles) picks pairs; the real groups have 3, 2 and 1 M-blocks and end inside a 64-row slice.
+    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {(256, 128): 1.0})
+    monkeypatch.setattr(heuristics, "UNPAIRED_TILE_SPEED", {p: {} for p in heuristics.PROFILES})
+    monkeypatch.setattr(heuristics, "PAIRED_TILE_SPEED", {p: {} for p in heuristics.PROFILES})
+    monkeypatch.setattr(heuristics, "GROUPED_PAIR_SPEED", {p: {(256, 128): 2.0} for p in heuristics.PROFILES})
+    monkeypatch.setattr(heuristics, "GROUPED_PAIR_MIN_WAVES", 1)
+    rng, seed = _rng()
+    groups, max_m, n, k = 3, 1024, 2560 + 16 * (out_dtype == F32), 512
+    cfg = choose_gemm_config(max_m, n, k, 132, 2, num_groups=groups)
+    assert (cfg.block_m, cfg.cluster_m) == (256, 2)
+    a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
+    masked = np.array([700, 512, 37], np.int32)
+    out = to_dev(np.full((groups, max_m, n), np.nan, out_dtype))
+    fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                                    to_dev(masked), expected_m=max_m)
+    check_masked(out.to_numpy(), a8, sfa, b8, sfb, masked, out_dtype, seed)
+    # Contiguous: groups of 1100, 700 and 1500 rows (5, 3 and 6 M-blocks; the mean of 1100 rows
+    # picks pairs of 256-row tiles too).
+    sizes = np.array([1100, 700, 1500])
+    cfg = choose_gemm_config(1100, n, k, 132, 2, num_groups=groups, uneven_groups=True)
+    assert (cfg.block_m, cfg.cluster_m) == (256, 2)
+    ends = np.cumsum(sizes).astype(np.int32)
+    flat_a8, flat_sfa = quantized_a(rng, int(ends[-1]), k)
+    flat = to_dev(np.full((ends[-1], n), np.nan, out_dtype))
+    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
+                                        flat, offsets=to_dev(ends))
+    got = flat.to_numpy()
+    for g, (start, end) in enumerate(zip(ends - sizes, ends)):
+        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], out_dtype, seed)
+
+
+@requires_gpu
 def test_masked_m_major_scales():
     # M-major sfa per group ([G, kg, max_m] viewed as [G, max_m, kg], as the quantizer writes
     # it): full 128-row tiles take the bulk scale copy, a group's last partial tile the per-row path.

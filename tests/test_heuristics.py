@@ -40,9 +40,9 @@ def test_set_num_sms_validates():
         h.set_num_sms(0)
 
 
-def test_grouped_configs_use_no_cta_pairs_and_count_group_tiles():
+def test_grouped_configs_count_group_tiles_unpaired_on_an_h200():
     for groups, m in [(1, 8192), (4, 8192), (8, 64), (256, 9)]:
-        cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups)
+        cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups, profile="h200")
         assert cfg.cluster_m == 1
         assert cfg.smem_bytes <= h.SMEM_LIMIT
     # 8 groups of 64 rows: 64-row tiles (128-row ones would be half empty in every group).
@@ -70,11 +70,14 @@ def test_256_row_tiles_paired_in_dense_gemms():
         cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2)
         assert cfg.block_m != 256 or (cfg.cluster_m == 2 and cfg.block_n == 128), (m, cfg)
     assert h.choose_gemm_config(768, 4096, 7168, 132, 2).block_m != 256  # 3 M-blocks
-    # Grouped GEMMs never pair; they run 256x128 unpaired (and only 128 wide).
+    # Grouped GEMMs run 256x128 unpaired on an H200 (and only 128 wide); pairs only where a
+    # GPU kind has a measured speed for them.
     for groups in (1, 4):
         for m in range(1, 9000, 37):
-            cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups)
-            assert cfg.cluster_m == 1 and (cfg.block_m != 256 or cfg.block_n == 128), (m, cfg)
+            for profile in h.PROFILES:
+                cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups, profile=profile)
+                assert cfg.block_m != 256 or cfg.block_n == 128, (m, cfg)
+                assert cfg.cluster_m == 1 or (cfg.block_m, cfg.block_n) in h.GROUPED_PAIR_SPEED[profile], (m, cfg)
 
 
 def test_grouped_256x128_where_it_measured_faster():
@@ -241,3 +244,18 @@ def test_small_grouped_tiles_by_profile():
         h200 = h.choose_grouped_config(m, groups, 7168, 2048, 132, 2, profile="h200")
         assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (256, 128, 128, 160), (groups, m)
     assert set(h.TALL_TILE_WAVE_TIME) == set(h.PROFILES)
+
+
+def test_grouped_cta_pairs_on_an_h100_over_many_waves():
+    # H100 (perf log session 13): 256x128 pairs won over unpaired on the contiguous shapes with
+    # equal groups and 4 x 8192 at +-30%, lost at 8 x 4096 at +-30% (padding partners: half a
+    # tile more per group) and on the masked shapes of one or two waves.
+    def cm(m, groups, n, k, uneven):
+        cfg = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h100")
+        assert (cfg.block_m, cfg.block_n) == (256, 128)
+        return cfg.cluster_m
+    assert [cm(8192, 4, 4096, 7168, u) for u in (False, True)] == [2, 2]
+    assert [cm(4096, 8, 4096, 7168, u) for u in (False, True)] == [2, 1]
+    assert cm(1024, 1, 4096, 7168, False) == cm(1024, 1, 7168, 2048, False) == 1
+    assert h.choose_grouped_config(8192, 4, 4096, 7168, 131, 2, False, "h100").cluster_m == 1  # odd SM count
+    assert h.choose_grouped_config(8192, 4, 4096, 7168, 132, 2, False, "h200").cluster_m == 1
