@@ -85,8 +85,10 @@ struct GroupRows {
 };
 
 // One output tile: group, first row (2-D view), end of the group's rows, first column.
+// pairs_n: a CTA pair's two tiles sit side by side along N (own B tiles, no multicast).
 struct Tile {
   i32 group, m0, m_end, n0;
+  bool pairs_n = false;
 };
 
 // The tiles of one CTA, in order. Dense: TileScheduler's banded order over [M, N].
@@ -112,10 +114,14 @@ struct TileWalker {
     if constexpr (kGrouped) load_window(0);
   }
 
-  // Cluster tiles (kClusterM tiles stacked along M) a group of `rows` rows takes: both tiles
-  // of a pair belong to one group (they share its B); an odd last M-block is paired with a
-  // padding tile past the group's end, which loads its half of B and stores nothing.
-  DEVICE static i32 cluster_rows(i32 rows) { return (rows + BLOCK_M * kClusterM - 1) / (BLOCK_M * kClusterM); }
+  // Cluster tiles a group of `num_rows` rows takes. Pairs stay inside a group: its M-blocks two by
+  // two (stacked along M, sharing B), and an odd last M-block's tiles two by two along N (each
+  // loads its own B); an odd N-block count there leaves a padding tile that stores nothing.
+  DEVICE i32 cluster_tiles(i32 num_rows) const {
+    const i32 m_blocks = (num_rows + BLOCK_M - 1) / BLOCK_M;
+    if constexpr (kClusterM == 1) return m_blocks * n_blocks;
+    return m_blocks / 2 * n_blocks + (m_blocks & 1) * ((n_blocks + 1) / 2);
+  }
 
   // The window at g0; `before` cluster tiles come before its first group.
   DEVICE void load_window(i32 before) {
@@ -124,7 +130,7 @@ struct TileWalker {
     if (g < rows.num_groups) {
       i32 start, end;
       rows.bounds(g, start, end);
-      lane_incl = cluster_rows(end - start) * n_blocks;
+      lane_incl = cluster_tiles(end - start);
     }
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) {
@@ -154,10 +160,25 @@ struct TileWalker {
       const i32 incl = __shfl_sync(0xffffffffu, lane_incl, hit);
       i32 start, end;
       rows.bounds(g0 + i32(hit), start, end);  // same address in every lane: one load
-      const TileScheduler<kClusterM> group_sched((end - start + BLOCK_M - 1) / BLOCK_M, n_blocks,
-                                                 min(group_n, n_blocks));
-      group_sched.tile(t - (incl - cluster_rows(end - start) * n_blocks), rank, mb, nb);
-      tile = Tile{g0 + i32(hit), start + mb * BLOCK_M, end, nb * BLOCK_N};
+      const i32 m_blocks = (end - start + BLOCK_M - 1) / BLOCK_M;
+      const i32 local = t - (incl - cluster_tiles(end - start));
+      bool pairs_n = false;
+      if constexpr (kClusterM == 1) {
+        const TileScheduler<1> group_sched(m_blocks, n_blocks, min(group_n, n_blocks));
+        group_sched.tile(local, 0, mb, nb);
+      } else {
+        const i32 paired_tiles = m_blocks / 2 * n_blocks;
+        if (local < paired_tiles) {
+          const TileScheduler<2> group_sched(m_blocks & ~1, n_blocks, min(group_n, n_blocks));
+          group_sched.tile(local, rank, mb, nb);
+        } else {  // the odd last M-block, two tiles along N per pair
+          pairs_n = true;
+          mb = m_blocks - 1;
+          nb = (local - paired_tiles) * 2 + i32(rank);
+          if (nb >= n_blocks) mb = m_blocks, nb = n_blocks - 1;  // padding: rows past the group's end
+        }
+      }
+      tile = Tile{g0 + i32(hit), start + mb * BLOCK_M, end, nb * BLOCK_N, pairs_n};
     }
     t += step;
     return true;
@@ -259,7 +280,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // Each CTA of a cluster loads BLOCK_N / CLUSTER_M rows of B; the slices must keep
   // the 1024-byte alignment of the 128-byte swizzle pattern.
   constexpr u32 kSliceRowsB = BLOCK_N / CLUSTER_M;
-  static_assert(CLUSTER_M == 1 || CLUSTER_M == 2, "CLUSTER_M must be 1 or 2");
+  static_assert(CLUSTER_M == 1 || CLUSTER_M == 2, "CLUSTER_M must be 1 or 2");  // (TileWalker's pairs too)
   static_assert(!kGrouped || kCMode == 0, "grouped: no C");
   static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
   // kOutInRing: a tile's output is staged over the ring of stages (A's, then B's), after
@@ -401,8 +422,15 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
               u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
               const i32 row_b = tile.group * N + tile.n0 + rank * kSliceRowsB;
               if constexpr (CLUSTER_M > 1) {
-                ptx::tma_load_2d_multicast(slice, &tmap_b, &full[s], kb * kBlockK, row_b,
-                                           (1u << CLUSTER_M) - 1);
+                if (kGrouped && tile.pairs_n) {  // own B tile: both slices, no multicast
+                  const i32 row_b0 = tile.group * N + tile.n0;
+                  for (u32 r = 0; r < CLUSTER_M; ++r)
+                    ptx::tma_load_2d(smem_b + s * kTileBytesB + r * kSliceRowsB * kBlockK, &tmap_b, &full[s],
+                                     kb * kBlockK, row_b0 + i32(r * kSliceRowsB));
+                } else {
+                  ptx::tma_load_2d_multicast(slice, &tmap_b, &full[s], kb * kBlockK, row_b,
+                                             (1u << CLUSTER_M) - 1);
+                }
               } else {
                 ptx::tma_load_2d(slice, &tmap_b, &full[s], kb * kBlockK, row_b);
               }

@@ -199,10 +199,10 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         if uneven_groups and large and (num_groups or 1) > 1:
             # Measured (H200, perf log session 11): 8 x 4096 x 7168 x 2048 with sizes spread
             # +-30%, 192x128 +2.6% over 256x128, which exactly 4096-row groups favour (+1.9%).
-            # Pairs stay inside a group: half the groups end on an odd M-block, whose partner
-            # is a padding tile (half a tile more per group).
-            return (num_groups or 1) * (m / bm + 0.5 * cm) * math.ceil(n / bn)
-        return (num_groups or 1) * math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
+            return (num_groups or 1) * (m / bm + 0.5) * math.ceil(n / bn)
+        if num_groups is not None:  # (grouped pairs: an odd last M-block pairs its tiles along N)
+            return num_groups * math.ceil(m / bm) * math.ceil(n / bn)
+        return math.ceil(math.ceil(m / bm) / cm) * cm * math.ceil(n / bn)
 
     tiles_to_try = (list(LARGE_TILE_SPEED) if large
                     else [(bm, bn) for bm in block_ms for bn in candidate_block_ns()])

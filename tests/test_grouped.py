@@ -368,8 +368,9 @@ def test_masked_output_in_ring(tile, out_dtype, monkeypatch):
 @requires_gpu
 @pytest.mark.parametrize("out_dtype", [BF16, F32])
 def test_cta_pairs_on_256_row_tiles(out_dtype, monkeypatch):
-    # Grouped CTA pairs share a group's B; a group with an odd number of 256-row M-blocks pairs its
-    # last one with a padding tile that must store nothing. The hint (1024 rows: 4 M-blocks, 240
+    # Grouped CTA pairs share a group's B; a group with an odd number of 256-row M-blocks pairs the
+    # tiles of its last one along N (own B each; with an odd N-block count, the last with a padding
+    # tile that must store nothing: fp32 out, 21 N-blocks). The hint (1024 rows: 4 M-blocks, 240
     # tiles) picks pairs; the real groups have 3, 2 and 1 M-blocks and end inside a 64-row slice.
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {(256, 128): 1.0})
     monkeypatch.setattr(heuristics, "UNPAIRED_TILE_SPEED", {p: {} for p in heuristics.PROFILES})
