@@ -49,7 +49,9 @@ LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 
 # 128x160 at masked 1 x 1024 x 7168 x 2048, where it saves a wave (perf log session 9): 0.98.
 # An H100, where three consumer warpgroups without pairs run ~10% behind two: 256x128 1.08-
 # 1.13x of 192x128 on the contiguous shapes, waves counted (perf log session 12): 1.10.
-UNPAIRED_TILE_SPEED = {"h200": {(256, 128): 0.98}, "h100": {(256, 128): 1.10}}
+# 128x256 ties 256x128 there with equal groups (session 12) and ran 1.11x of it on 64 x 512 x
+# 4096 x 7168 at +-30% (half as many rows left in partial tiles; session 13): 1.10 too.
+UNPAIRED_TILE_SPEED = {"h200": {(256, 128): 0.98}, "h100": {(256, 128): 1.10, (128, 256): 1.10}}
 # Dense CTA pairs where an H100 differs: 128x256 1.00-1.02x of 256x128 at K >= 4096 (perf log
 # session 12; ties on an H200): 1.04.
 PAIRED_TILE_SPEED = {"h200": {}, "h100": {(128, 256): 1.04}}
@@ -74,10 +76,15 @@ SFA_COPY_MIN_ROWS = 1000  # rows from which non-M-major sfa is copied M-major (c
 # -12% at 128x32768x512, where per-tile costs dominate (H200, perf log session 8).
 N_WAVES_MIN_K = 4096
 
-# Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times, by GPU. An H100
-# ran 256x128 over 128x112-128x192 on nine masked and dense shapes with 256-512 rows (perf log
-# session 13) at 0.63-0.70 of 128x160-192 tile times per m-wave; an H200 unmeasured there.
-TALL_TILE_WAVE_TIME = {"h200": 1.0, "h100": 0.7}
+# Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times. 256x128 ran over
+# 128x112-192 on masked and dense shapes with 256-512 rows (perf log session 13) at 0.63-0.74
+# of 128x160-192 tile times per m-wave on an H100 and on an H200 alike.
+TALL_TILE_WAVE_TIME = 0.7
+
+# Grouped GEMMs with groups of 256 to LARGE_MN rows choose as large ones do from this many waves
+# of 128x128 tiles: on an H100 the small-shape rule's 128x192 ran 0.74-0.88x of the best large tile
+# on 64 x 512 x 4096 x 7168 and 128 x 256 x 7168 x 2048 (perf log session 13).
+GROUPED_LARGE_MIN_WAVES = 4
 
 _num_sms_override: int | None = None
 _lock = threading.Lock()
@@ -189,7 +196,10 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     ``profile``: the GPU kind whose tile speeds apply (``gpu_profile``).
     """
     block_ms = candidate_block_ms(m)
-    large = m >= LARGE_MN and n >= LARGE_MN
+    # Grouped GEMMs of many groups of 256 rows or more are as compute-bound as one large GEMM.
+    many_waves = num_groups is not None and m >= 256 and num_groups * math.ceil(m / 128) * math.ceil(n / 128) >= (
+        GROUPED_LARGE_MIN_WAVES * num_sms)
+    large = n >= LARGE_MN and (m >= LARGE_MN or many_waves)
 
     def cluster(bm: int) -> int:
         # Grouped GEMMs: pairs are separate candidates (GROUPED_PAIR_SPEED).
@@ -240,7 +250,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             # (256x128 pairs 1.4% over 128x256 at 1024x4096x7168), then the wider one
             # (measured, perf log session 6: 64x32 over 128x16 +15%, 64x64 over 128x32
             # +11-27%, 64x128 over 128x64 +6%).
-            wave_time = m_waves * (TALL_TILE_WAVE_TIME[profile] if bm == 256 else 1)
+            wave_time = m_waves * (TALL_TILE_WAVE_TIME if bm == 256 else 1)
             key = (waves * wave_time, -round(last_wave_fill, 3), -bm * bn, bm + bn, bn // wgmma_n(bn), -bn)
         if best_key is None or key < best_key:
             best, best_key = (bm, bn, cm), key

@@ -235,15 +235,26 @@ def test_large_grouped_tiles_by_profile():
     assert (cfg.block_m, cfg.block_n) == (256, 128)
 
 
-def test_small_grouped_tiles_by_profile():
-    # Masked 2 x 512 and 4 x 256 x 7168: an H100 runs 256x128 (two waves of two m-waves) 4-8%
-    # ahead of the three waves of 128x160 the small-shape rule counts faster (perf log session
-    # 13); an H200 keeps 128x160 (unmeasured there).
+def test_small_grouped_shapes_take_tall_tiles():
+    # Masked 2 x 512 and 4 x 256 x 7168: 256x128 (two waves of two m-waves) ran 1-8% ahead of the
+    # three waves of 128x160 the small-shape rule used to count faster, on an H100 and an H200
+    # (perf log session 13).
     for groups, m in [(2, 512), (4, 256)]:
-        h100 = h.choose_grouped_config(m, groups, 7168, 2048, 132, 2, profile="h100")
-        h200 = h.choose_grouped_config(m, groups, 7168, 2048, 132, 2, profile="h200")
-        assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (256, 128, 128, 160), (groups, m)
-    assert set(h.TALL_TILE_WAVE_TIME) == set(h.PROFILES)
+        for profile in h.PROFILES:
+            cfg = h.choose_grouped_config(m, groups, 7168, 2048, 132, 2, profile=profile)
+            assert (cfg.block_m, cfg.block_n) == (256, 128), (groups, m, profile)
+
+
+def test_many_groups_choose_as_large_gemms():
+    # 64 groups of ~512 rows: compute-bound like one large GEMM (H200, perf log session 13:
+    # 128x256 +6% with equal groups and +14% at +-30% over the small-shape rule's 128x192).
+    for uneven in (False, True):
+        cfg = h.choose_grouped_config(512, 64, 4096, 7168, 132, 2, uneven, "h200")
+        assert (cfg.block_m, cfg.block_n) == (128, 256), uneven
+    # Few tiles stay with the small-shape rule (masked 2 x 512 x 4096 x 7168: two waves of
+    # 128x128 tiles), and so do groups under 256 rows.
+    assert h.choose_grouped_config(512, 2, 4096, 7168, 132, 2, False, "h200").block_m == 256
+    assert h.choose_grouped_config(64, 256, 4096, 7168, 132, 2, True, "h200").block_m == 64
 
 
 def test_grouped_cta_pairs_on_an_h100_over_many_waves():
