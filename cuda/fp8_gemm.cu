@@ -85,10 +85,8 @@ struct GroupRows {
 };
 
 // One output tile: group, first row (2-D view), end of the group's rows, first column.
-// pairs_n: a CTA pair's two tiles sit side by side along N (own B tiles, no multicast).
 struct Tile {
   i32 group, m0, m_end, n0;
-  bool pairs_n = false;
 };
 
 // The tiles of one CTA, in order. Dense: TileScheduler's banded order over [M, N].
@@ -107,6 +105,9 @@ struct TileWalker {
   u32 rank;
   i32 g0 = 0;         // the window: groups [g0, g0 + 32)
   i32 lane_incl = 0;  // tiles of all groups up to this lane's, inclusive
+  // Grouped pairs: the tile next() returned last sits beside its partner along N (each CTA
+  // loads its own B tile). Not in Tile: a field there costs a dense kernel spills (NVRTC 13.5).
+  bool pairs_n = false;
 
   DEVICE TileWalker(const GroupRows& groups, i32 m, i32 n, i32 group, i32 first, i32 stride, u32 r)
       : dense((m + BLOCK_M - 1) / BLOCK_M, (n + BLOCK_N - 1) / BLOCK_N, group), rows(groups),
@@ -162,23 +163,22 @@ struct TileWalker {
       rows.bounds(g0 + i32(hit), start, end);  // same address in every lane: one load
       const i32 m_blocks = (end - start + BLOCK_M - 1) / BLOCK_M;
       const i32 local = t - (incl - cluster_tiles(end - start));
-      bool pairs_n = false;
       if constexpr (kClusterM == 1) {
         const TileScheduler<1> group_sched(m_blocks, n_blocks, min(group_n, n_blocks));
         group_sched.tile(local, 0, mb, nb);
       } else {
         const i32 paired_tiles = m_blocks / 2 * n_blocks;
-        if (local < paired_tiles) {
+        pairs_n = local >= paired_tiles;
+        if (!pairs_n) {
           const TileScheduler<2> group_sched(m_blocks & ~1, n_blocks, min(group_n, n_blocks));
           group_sched.tile(local, rank, mb, nb);
         } else {  // the odd last M-block, two tiles along N per pair
-          pairs_n = true;
           mb = m_blocks - 1;
           nb = (local - paired_tiles) * 2 + i32(rank);
           if (nb >= n_blocks) mb = m_blocks, nb = n_blocks - 1;  // padding: rows past the group's end
         }
       }
-      tile = Tile{g0 + i32(hit), start + mb * BLOCK_M, end, nb * BLOCK_N, pairs_n};
+      tile = Tile{g0 + i32(hit), start + mb * BLOCK_M, end, nb * BLOCK_N};
     }
     t += step;
     return true;
@@ -422,7 +422,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
               u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
               const i32 row_b = tile.group * N + tile.n0 + rank * kSliceRowsB;
               if constexpr (CLUSTER_M > 1) {
-                if (kGrouped && tile.pairs_n) {  // own B tile: both slices, no multicast
+                if (kGrouped && tiles.pairs_n) {  // own B tile: both slices, no multicast
                   const i32 row_b0 = tile.group * N + tile.n0;
                   for (u32 r = 0; r < CLUSTER_M; ++r)
                     ptx::tma_load_2d(smem_b + s * kTileBytesB + r * kSliceRowsB * kBlockK, &tmap_b, &full[s],
