@@ -81,9 +81,10 @@ N_WAVES_MIN_K = 4096
 # of 128x160-192 tile times per m-wave on an H100 and on an H200 alike.
 TALL_TILE_WAVE_TIME = 0.7
 
-# Grouped GEMMs with groups of 256 to LARGE_MN rows choose as large ones do from this many waves
-# of 128x128 tiles: on an H100 the small-shape rule's 128x192 ran 0.74-0.88x of the best large tile
-# on 64 x 512 x 4096 x 7168 and 128 x 256 x 7168 x 2048 (perf log session 13).
+# Grouped GEMMs with groups of 512 to LARGE_MN rows choose as large ones do from this many waves
+# of 128x128 tiles: at 64 x 512 x 4096 x 7168 +6.5% / +14% (equal / +-30% groups) on an H200 and
+# +9.5% / +25% on an H100 over the small-shape rule's 128x192 (perf log session 13). With ~256
+# rows the rule won and lost by up to 15% by shape and GPU: not there.
 GROUPED_LARGE_MIN_WAVES = 4
 
 _num_sms_override: int | None = None
@@ -196,8 +197,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     ``profile``: the GPU kind whose tile speeds apply (``gpu_profile``).
     """
     block_ms = candidate_block_ms(m)
-    # Grouped GEMMs of many groups of 256 rows or more are as compute-bound as one large GEMM.
-    many_waves = num_groups is not None and m >= 256 and num_groups * math.ceil(m / 128) * math.ceil(n / 128) >= (
+    # Grouped GEMMs of many groups of 512 rows or more are as compute-bound as one large GEMM.
+    many_waves = num_groups is not None and m >= 512 and num_groups * math.ceil(m / 128) * math.ceil(n / 128) >= (
         GROUPED_LARGE_MIN_WAVES * num_sms)
     large = n >= LARGE_MN and (m >= LARGE_MN or many_waves)
 
