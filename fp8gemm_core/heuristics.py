@@ -81,10 +81,10 @@ N_WAVES_MIN_K = 4096
 # of 128x160-192 tile times per m-wave on an H100 and on an H200 alike.
 TALL_TILE_WAVE_TIME = 0.7
 
-# Grouped GEMMs with groups of 512 to LARGE_MN rows choose as large ones do from this many waves
-# of 128x128 tiles: at 64 x 512 x 4096 x 7168 +6.5% / +14% (equal / +-30% groups) on an H200 and
-# +9.5% / +25% on an H100 over the small-shape rule's 128x192 (perf log session 13). With ~256
-# rows the rule won and lost by up to 15% by shape and GPU: not there.
+# Grouped GEMMs with groups of 256 to LARGE_MN rows choose as large ones do from this many waves
+# of 128x128 tiles, with tiles at most half a group tall: at 64 x 512 x 4096 x 7168 +6.5% / +14%
+# (equal / +-30% groups) on an H200 and +9.3% / +27% on an H100 over the small-shape rule's
+# 128x192; with 256-row tiles, groups of ~256 rows lost 3-7% (perf log session 13).
 GROUPED_LARGE_MIN_WAVES = 4
 
 _num_sms_override: int | None = None
@@ -197,8 +197,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     ``profile``: the GPU kind whose tile speeds apply (``gpu_profile``).
     """
     block_ms = candidate_block_ms(m)
-    # Grouped GEMMs of many groups of 512 rows or more are as compute-bound as one large GEMM.
-    many_waves = num_groups is not None and m >= 512 and num_groups * math.ceil(m / 128) * math.ceil(n / 128) >= (
+    # Grouped GEMMs of many groups of 256 rows or more are as compute-bound as one large GEMM.
+    many_waves = num_groups is not None and m >= 256 and num_groups * math.ceil(m / 128) * math.ceil(n / 128) >= (
         GROUPED_LARGE_MIN_WAVES * num_sms)
     large = n >= LARGE_MN and (m >= LARGE_MN or many_waves)
 
@@ -227,6 +227,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     for bm, bn, cm in candidates:
         if not tile_fits(bm, bn, cm, num_groups is not None) or (bn == 256 and k < N_WAVES_MIN_K):
             continue
+        if many_waves and m < LARGE_MN and bm > m // 2:
+            continue  # groups of 256-511 rows: 256-row tiles left ~half of their rows in partial tiles
         tiles = count_tiles(bm, bn, cm)
         waves = math.ceil(tiles / num_sms)
         last_wave_fill = tiles / (waves * num_sms)
