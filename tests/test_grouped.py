@@ -403,6 +403,37 @@ def test_cta_pairs_on_256_row_tiles(out_dtype, monkeypatch):
 
 
 @requires_gpu
+def test_cta_pairs_across_group_windows(monkeypatch):
+    # The pairs' walk over 40 groups (the walker holds 32 at a time) with empty, one-row and odd
+    # M-block groups, masked and contiguous; rows past a group's end keep their poison.
+    monkeypatch.setattr(heuristics, "GROUPED_PAIR_SPEED", {p: {(256, 128): 9.0} for p in heuristics.PROFILES})
+    monkeypatch.setattr(heuristics, "GROUPED_PAIR_MIN_WAVES", 1)
+    rng, seed = _rng()
+    groups, max_m, n, k = 40, 1024, 1152, 256
+    sizes = rng.integers(max_m // 2, max_m + 1, groups)
+    sizes[[0, 5, 33]] = 0
+    sizes[[1, 32]] = 1
+    sizes[[2, 39]] = [300, 700]  # 2 and 3 M-blocks
+    cfg = choose_gemm_config(max_m, n, k, get_num_sms(), 2, num_groups=groups)
+    assert (cfg.block_m, cfg.cluster_m) == (256, 2)
+    a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
+    out = to_dev(np.full((groups, max_m, n), np.nan, BF16))
+    fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                                    to_dev(sizes.astype(np.int32)), expected_m=max_m)
+    check_masked(out.to_numpy(), a8, sfa, b8, sfb, sizes, BF16, seed)
+    ends = np.cumsum(sizes).astype(np.int32)
+    cfg = heuristics.choose_grouped_config(-(-int(ends[-1]) // groups), groups, n, k, get_num_sms(), 2, True)
+    assert (cfg.block_m, cfg.cluster_m) == (256, 2)
+    flat_a8, flat_sfa = quantized_a(rng, int(ends[-1]), k)
+    flat = to_dev(np.full((ends[-1], n), np.nan, BF16))
+    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
+                                        flat, offsets=to_dev(ends))
+    got = flat.to_numpy()
+    for g, (start, end) in enumerate(zip(ends - sizes, ends)):
+        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], BF16, seed)
+
+
+@requires_gpu
 def test_masked_m_major_scales():
     # M-major sfa per group ([G, kg, max_m] viewed as [G, max_m, kg], as the quantizer writes
     # it): full 128-row tiles take the bulk scale copy, a group's last partial tile the per-row path.
