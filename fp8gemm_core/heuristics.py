@@ -59,10 +59,10 @@ PAIRED_TILE_SPEED = {"h200": {}, "h100": {(128, 256): 1.04}}
 # the others (HBM3: H100 SXM/PCIe/NVL, H800, GH200 96 GB) as "h100".
 H200_MIN_MEMORY = 120 << 30
 PROFILES = ("h100", "h200")
-# Grouped GEMMs as CTA pairs (two M-blocks of one group sharing its B tile), by GPU: an H100,
-# 256x128 pairs +2.3-4% over unpaired on the contiguous shapes with equal groups, -0.5 to +2%
-# with +-30% sizes (padding partners) (perf log session 13): 1.13 against unpaired 1.10. An
-# H200 measured +2-4% / -2-3% in session 9 on an older kernel: not used there.
+# Grouped GEMMs as CTA pairs (two M-blocks of one group sharing its B tile; a group's odd last
+# M-block pairs its tiles along N), by GPU: an H100, 256x128 pairs +1.4-5.4% over unpaired on
+# the contiguous shapes, equal and +-30% groups (perf log session 13): 1.13 against unpaired
+# 1.10. An H200, against its unpaired 192x128: -2.8% to +3.7% (session 13): not used there.
 GROUPED_PAIR_SPEED = {"h200": {}, "h100": {(256, 128): 1.13}}
 # ... and only from this many waves of tiles: the pairs won at 31-54 waves and lost 4% at 1.7
 # (masked 1 x 1024 x 7168 x 2048) and 6.7% at one (H100, perf log session 13).
