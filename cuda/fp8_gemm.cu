@@ -106,7 +106,7 @@ struct TileWalker {
   i32 g0 = 0;         // the window: groups [g0, g0 + 32)
   i32 lane_incl = 0;  // tiles of all groups up to this lane's, inclusive
   // Grouped pairs: the tile next() returned last sits beside its partner along N (each CTA
-  // loads its own B tile). Not in Tile: a field there costs a dense kernel spills (NVRTC 13.5).
+  // loads its own B tile). Not in Tile: a field there made a dense kernel spill (NVRTC 13.5).
   bool pairs_n = false;
 
   DEVICE TileWalker(const GroupRows& groups, i32 m, i32 n, i32 group, i32 first, i32 stride, u32 r)

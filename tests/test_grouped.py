@@ -365,6 +365,19 @@ def test_masked_output_in_ring(tile, out_dtype, monkeypatch):
         fg.set_num_sms(None)
 
 
+def check_contiguous_run(rng, sizes, b8, sfb, out_dtype, seed):
+    """Run the contiguous layout on fresh A rows of these group sizes (cumulative ends) into a
+    poisoned output and check every group's rows against the reference."""
+    ends = np.cumsum(sizes).astype(np.int32)
+    flat_a8, flat_sfa = quantized_a(rng, int(ends[-1]), b8.shape[-1])
+    flat = to_dev(np.full((ends[-1], b8.shape[1]), np.nan, out_dtype))
+    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
+                                        flat, offsets=to_dev(ends))
+    got = flat.to_numpy()
+    for g, (start, end) in enumerate(zip(ends - sizes, ends)):
+        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], out_dtype, seed)
+
+
 @requires_gpu
 @pytest.mark.parametrize("out_dtype", [BF16, F32])
 def test_cta_pairs_on_256_row_tiles(out_dtype, monkeypatch):
@@ -392,14 +405,7 @@ def test_cta_pairs_on_256_row_tiles(out_dtype, monkeypatch):
     sizes = np.array([1100, 700, 1500])
     cfg = choose_gemm_config(1100, n, k, 132, 2, num_groups=groups, uneven_groups=True)
     assert (cfg.block_m, cfg.cluster_m) == (256, 2)
-    ends = np.cumsum(sizes).astype(np.int32)
-    flat_a8, flat_sfa = quantized_a(rng, int(ends[-1]), k)
-    flat = to_dev(np.full((ends[-1], n), np.nan, out_dtype))
-    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
-                                        flat, offsets=to_dev(ends))
-    got = flat.to_numpy()
-    for g, (start, end) in enumerate(zip(ends - sizes, ends)):
-        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], out_dtype, seed)
+    check_contiguous_run(rng, sizes, b8, sfb, out_dtype, seed)
 
 
 @requires_gpu
@@ -421,16 +427,9 @@ def test_cta_pairs_across_group_windows(monkeypatch):
     fg.m_grouped_fp8_gemm_nt_masked((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
                                     to_dev(sizes.astype(np.int32)), expected_m=max_m)
     check_masked(out.to_numpy(), a8, sfa, b8, sfb, sizes, BF16, seed)
-    ends = np.cumsum(sizes).astype(np.int32)
-    cfg = heuristics.choose_grouped_config(-(-int(ends[-1]) // groups), groups, n, k, get_num_sms(), 2, True)
+    cfg = heuristics.choose_grouped_config(-(-int(sizes.sum()) // groups), groups, n, k, get_num_sms(), 2, True)
     assert (cfg.block_m, cfg.cluster_m) == (256, 2)
-    flat_a8, flat_sfa = quantized_a(rng, int(ends[-1]), k)
-    flat = to_dev(np.full((ends[-1], n), np.nan, BF16))
-    fg.m_grouped_fp8_gemm_nt_contiguous((to_dev(flat_a8), to_dev(flat_sfa)), (to_dev(b8), to_dev(sfb)),
-                                        flat, offsets=to_dev(ends))
-    got = flat.to_numpy()
-    for g, (start, end) in enumerate(zip(ends - sizes, ends)):
-        check_rows(got[start:end], flat_a8[start:end], flat_sfa[start:end], b8[g], sfb[g], BF16, seed)
+    check_contiguous_run(rng, sizes, b8, sfb, BF16, seed)
 
 
 @requires_gpu
