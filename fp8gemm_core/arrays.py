@@ -82,7 +82,6 @@ from __future__ import annotations
 import ctypes
 import platform
 import struct
-import threading
 import weakref
 from typing import Any, Sequence
 
@@ -92,10 +91,10 @@ from cuda.bindings import driver as cu
 
 from . import driver as _drv
 from .driver import (call, get_device, mem_alloc, mem_free, memcpy_dtoh, memcpy_htod,
-                     stream_handle, stream_synchronize)
+                     stream_handle, stream_synchronize, stream_wait)
 
 __all__ = [
-    "ArrayInfo", "as_array", "DeviceArray", "empty", "to_device", "copy_to_host",
+    "ArrayInfo", "as_array", "call_reader", "DeviceArray", "empty", "to_device", "copy_to_host",
     "current_stream_of",
     "check_device", "check_same_device", "check_dtype", "check_shape", "check_contiguous",
     "check_row_major", "check_tma_compatible", "check_writable",
@@ -370,24 +369,6 @@ def _same_stream(a: int | None, b: int | None) -> bool:
     return a == b
 
 
-_tls = threading.local()
-
-
-def _stream_wait(ordinal: int, src: int | None, dst: int | None) -> None:
-    """Make stream ``dst`` wait for the work queued so far on ``src`` (no host sync)."""
-    dev = get_device(ordinal)
-    events = getattr(_tls, "events", None)
-    if events is None:
-        events = _tls.events = {}
-    with dev.activate():
-        ev = events.get(ordinal)
-        if ev is None:
-            ev = events[ordinal] = call(cu.cuEventCreate,
-                                        cu.CUevent_flags.CU_EVENT_DISABLE_TIMING)
-        call(cu.cuEventRecord, ev, src or 0)
-        call(cu.cuStreamWaitEvent, dst or 0, ev, 0)
-
-
 # ---------------------------------------------------------------- readers
 
 
@@ -562,7 +543,7 @@ def _make_exchange_reader(api: _ExchangeAPI):
             if cur != stream and not (cur <= 1 and (stream is None or stream <= 1)):
                 # what __dlpack__(stream=...) would do, minus its Python overhead: our
                 # stream waits for the work queued so far on the producer's current one
-                _stream_wait(dev_id, cur, stream)
+                stream_wait(dev_id, cur, stream)
         # non-owning view: valid while ``x`` lives and is not resized (``x`` is the owner)
         return _finish(name, fp8, data + offset, dev_type, dev_id, ndim, code, bits, lanes,
                        shape_p, strides_p, x, False)
@@ -657,7 +638,7 @@ def _from_cai(x, name, fp8, stream):
     producer_stream = cai.get("stream") if cai.get("version", 0) >= 3 else None
     if producer_stream is not None and stream != -1 and device is not None \
             and not _same_stream(producer_stream, stream):
-        _stream_wait(device, 1 if producer_stream == 0 else producer_stream, stream)
+        stream_wait(device, 1 if producer_stream == 0 else producer_stream, stream)
     return ArrayInfo(ptr, shape, strides, dtype, device, x, bool(readonly))
 
 
@@ -698,7 +679,7 @@ def _make_torch_reader(t: type, generic):
                 return generic(x, name, fp8, stream)
             cur = buf.value or 0
             if cur != stream and not (cur <= 1 and (stream is None or stream <= 1)):
-                _stream_wait(dev, cur, stream)  # as __dlpack__(stream=...) would
+                stream_wait(dev, cur, stream)  # as __dlpack__(stream=...) would
         return ArrayInfo(x.data_ptr(), tuple(x.shape), x.stride(), dtype, dev, x, False)
 
     return _from_torch
@@ -725,7 +706,7 @@ def _from_cupy(x, name, fp8, stream):
     if stream != -1:
         cur = _cupy_current_stream()
         if cur is not None and not _same_stream(cur, stream):
-            _stream_wait(device, 1 if cur == 0 else cur, stream)
+            stream_wait(device, 1 if cur == 0 else cur, stream)
     return ArrayInfo(mem.ptr, x.shape, strides, dtype, device, x, False)
 
 
@@ -774,7 +755,7 @@ def _from_device_array(x, name, fp8, stream):
     if fp8 and dtype is not FP8:
         dtype = _fp8_view(dtype, name)
     if stream != -1 and not _same_stream(stream, x.stream):
-        _stream_wait(x.device, x.stream, stream)  # stream-ordered allocation: wait for it
+        stream_wait(x.device, x.stream, stream)  # stream-ordered allocation: wait for it
     return ArrayInfo(x.ptr, x.shape, x.strides, dtype, x.device, x, False)
 
 
@@ -845,6 +826,28 @@ def as_array(x: Any, name: str, *, fp8: bool = False, stream: Any = None) -> Arr
     if stream is not None and type(stream) is not int:
         stream = stream_handle(stream)
     return reader(x, name, fp8, stream)
+
+
+def call_reader(stream: int):
+    """``as_array`` for the operands of one call on ``stream`` (an int handle).
+
+    Each source of ordering makes ``stream`` wait once per call, not once per operand:
+    a framework's current stream (read through the first array of that type) and a
+    ``DeviceArray``'s allocation stream (an event wait each, ~1 us)."""
+    waited: set = set()
+
+    def read(x: Any, name: str, fp8: bool = False) -> ArrayInfo:
+        t = type(x)
+        key = t if t in FRAMEWORK_STREAM_TYPES else (x.device, x.stream) if t is DeviceArray else None
+        if key is None:
+            return as_array(x, name, fp8=fp8, stream=stream)
+        if key in waited:
+            return as_array(x, name, fp8=fp8, stream=-1)
+        info = as_array(x, name, fp8=fp8, stream=stream)
+        waited.add(key)
+        return info
+
+    return read
 
 
 # ---------------------------------------------------------------- DeviceArray
@@ -1026,7 +1029,7 @@ class DeviceArray:
         if stream is not None and not isinstance(stream, int):
             raise TypeError(f"stream: expected an int or None, got {type(stream).__name__}")
         if stream != -1 and not _same_stream(stream, self.stream):
-            _stream_wait(self.device, self.stream, stream)
+            stream_wait(self.device, self.stream, stream)
         versioned = max_version is not None and int(max_version[0]) >= 1
         return _export_capsule(self, versioned)
 

@@ -18,7 +18,7 @@ from cuda.bindings import driver as cu
 
 __all__ = [
     "CudaError", "CudaUnavailableError", "UnsupportedDeviceError", "call", "is_available",
-    "device_count", "get_device", "Device", "stream_handle", "launch", "LEGACY_STREAM",
+    "device_count", "get_device", "Device", "stream_handle", "stream_wait", "launch", "LEGACY_STREAM",
 ]
 
 # Special stream handles of the driver API: 0 is the legacy default stream as
@@ -163,16 +163,15 @@ class _ContextScope:
         self.prev = self._NOTHING
 
     def __enter__(self):
-        fns = _c_context_functions()
-        if fns is not None:
-            get_current, set_current = fns
+        c = _libcuda()
+        if c is not None:
             cur = ctypes.c_void_p()
-            err = get_current(ctypes.byref(cur))
+            err = c.cuCtxGetCurrent(ctypes.byref(cur))
             if err:
                 raise CudaError("cuCtxGetCurrent", cu.CUresult(err))
             want = int(self.ctx)
             if (cur.value or 0) != want:
-                err = set_current(want)
+                err = c.cuCtxSetCurrent(want)
                 if err:
                     raise CudaError("cuCtxSetCurrent", cu.CUresult(err))
                 self.prev = cur.value or 0
@@ -187,32 +186,46 @@ class _ContextScope:
 
     def __exit__(self, *exc):
         if self.prev != self._NOTHING:
-            fns = _c_context_functions()
-            if fns is not None:
-                fns[1](self.prev)
+            c = _libcuda()
+            if c is not None:
+                c.cuCtxSetCurrent(self.prev)
             else:
                 cu.cuCtxSetCurrent(cu.CUcontext(self.prev))
             self.prev = self._NOTHING
         return False
 
 
-_context_functions_c: Any = None
+class _LibCuda:
+    """The driver functions on every call's path, called through ctypes.
+
+    The ``cuda.bindings`` wrappers convert each argument into an object per call
+    (about 5 us for ``cuLaunchKernelEx``, 1-2 us for an event record); a ctypes call
+    with fixed argument types costs well under 1 us. Same driver, same functions.
+    """
+
+    def __init__(self, lib: ctypes.CDLL):
+        p, u32, i32 = ctypes.c_void_p, ctypes.c_uint, ctypes.c_int
+        for name, args in (("cuCtxGetCurrent", [ctypes.POINTER(p)]), ("cuCtxSetCurrent", [p]),
+                           ("cuLaunchKernel", [p, u32, u32, u32, u32, u32, u32, u32, p, p, p]),
+                           ("cuEventRecord", [p, p]), ("cuStreamWaitEvent", [p, p, u32])):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, i32
+            setattr(self, name, fn)
 
 
-def _c_context_functions():
-    """libcuda's (cuCtxGetCurrent, cuCtxSetCurrent) through ctypes, or None."""
-    global _context_functions_c
-    if _context_functions_c is None:
+_libcuda_c: Any = None
+
+
+def _libcuda() -> _LibCuda | None:
+    """libcuda's hot-path functions through ctypes, or None where it cannot be loaded
+    (then the ``cuda.bindings`` wrappers serve)."""
+    global _libcuda_c
+    if _libcuda_c is None:
         try:
-            lib = ctypes.CDLL("libcuda.so.1")
-            get_current, set_current = lib.cuCtxGetCurrent, lib.cuCtxSetCurrent
-            get_current.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-            set_current.argtypes = [ctypes.c_void_p]
-            get_current.restype = set_current.restype = ctypes.c_int
-            _context_functions_c = (get_current, set_current)
+            _libcuda_c = _LibCuda(ctypes.CDLL("libcuda.so.1"))
         except (OSError, AttributeError):
-            _context_functions_c = False
-    return _context_functions_c or None
+            _libcuda_c = False
+    return _libcuda_c or None
 
 
 _devices: dict[int, Device] = {}
@@ -283,6 +296,34 @@ def stream_handle(stream: Any) -> int:
     raise TypeError(
         "stream: expected None, an int handle or an object with __cuda_stream__, .cuda_stream "
         f"or .ptr, got {type(stream).__name__}")
+
+
+
+_thread_events = threading.local()
+
+
+def stream_wait(ordinal: int, src: int | None, dst: int | None) -> None:
+    """Make stream ``dst`` of GPU ``ordinal`` wait for the work queued so far on ``src``
+    (an event record and a stream wait: no host sync). One reusable event per thread
+    and GPU: the wait takes the event's state at the time it is queued."""
+    events = getattr(_thread_events, "events", None)
+    if events is None:
+        events = _thread_events.events = {}
+    with get_device(ordinal).activate():
+        ev = events.get(ordinal)
+        if ev is None:
+            ev = events[ordinal] = int(call(cu.cuEventCreate, cu.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+        c = _libcuda()
+        if c is None:
+            call(cu.cuEventRecord, cu.CUevent(ev), src or 0)
+            call(cu.cuStreamWaitEvent, dst or 0, cu.CUevent(ev), 0)
+            return
+        err = c.cuEventRecord(ev, src or 0)
+        if err:
+            raise CudaError("cuEventRecord", cu.CUresult(err))
+        err = c.cuStreamWaitEvent(dst or 0, ev, 0)
+        if err:
+            raise CudaError("cuStreamWaitEvent", cu.CUresult(err))
 
 
 # ---------------------------------------------------------------- memory
@@ -400,40 +441,15 @@ def launch_config(grid: int | tuple[int, ...], block: int, smem: int, cluster: i
     return config
 
 
-_launch_kernel_c = None
-
-
-def _c_launch_kernel():
-    """libcuda's cuLaunchKernel through ctypes, or None where it cannot be loaded.
-
-    The hot path of every op: the ``cuda.bindings`` wrapper converts its arguments
-    into objects on each call (about 5 us for ``cuLaunchKernelEx``); a ctypes call
-    with fixed argument types costs about 1 us. Same driver, same function.
-    """
-    global _launch_kernel_c
-    if _launch_kernel_c is None:
-        try:
-            lib = ctypes.CDLL("libcuda.so.1")
-            fn = lib.cuLaunchKernel
-            u32 = ctypes.c_uint
-            fn.argtypes = [ctypes.c_void_p, u32, u32, u32, u32, u32, u32, u32, ctypes.c_void_p,
-                           ctypes.c_void_p, ctypes.c_void_p]
-            fn.restype = ctypes.c_int
-            _launch_kernel_c = fn
-        except (OSError, AttributeError):
-            _launch_kernel_c = False
-    return _launch_kernel_c or None
-
-
 def launch_fast(kernel: int, grid: int, block: int, smem: int, stream: int,
                 params: KernelParams) -> None:
     """Launch a kernel (``int`` handle of a CUkernel/CUfunction) on a 1-D grid: the hot path.
 
     Cluster shapes must be compiled into the kernel (``__cluster_dims__``).
     """
-    fn = _launch_kernel_c or _c_launch_kernel()
-    if fn is not None:
-        err = fn(kernel, grid, 1, 1, block, 1, 1, smem, stream, params.address, None)
+    c = _libcuda_c or _libcuda()
+    if c is not None:
+        err = c.cuLaunchKernel(kernel, grid, 1, 1, block, 1, 1, smem, stream, params.address, None)
         if err:
             raise CudaError("cuLaunchKernel", cu.CUresult(err))
         return

@@ -162,15 +162,11 @@ def fp8_gemm_nt(a: tuple[Any, Any], b: tuple[Any, Any], out: Any = None, *, c: A
     s = stream if type(stream) is int else driver.stream_handle(stream)
     a8, sfa = _pair(a, "a")
     b8, sfb = _pair(b, "b")
-    A = arrays.as_array(a8, "a[0]", fp8=True, stream=s)
-    # For torch/CuPy a8, reading it made stream s wait for the framework's current
-    # stream, which covers every array of that framework: the others skip the check.
-    t = type(a8) if type(a8) in arrays.FRAMEWORK_STREAM_TYPES else None
-    SA = arrays.as_array(sfa, "a[1]", stream=-1 if type(sfa) is t else s)
-    B = arrays.as_array(b8, "b[0]", fp8=True, stream=-1 if type(b8) is t else s)
-    SB = arrays.as_array(sfb, "b[1]", stream=-1 if type(sfb) is t else s)
-    C = None if c is None else arrays.as_array(c, "c", stream=-1 if type(c) is t else s)
-    O = None if out is None else arrays.as_array(out, "out", stream=-1 if type(out) is t else s)
+    read = arrays.call_reader(s)
+    A, SA = read(a8, "a[0]", True), read(sfa, "a[1]")
+    B, SB = read(b8, "b[0]", True), read(sfb, "b[1]")
+    C = None if c is None else read(c, "c")
+    O = None if out is None else read(out, "out")
 
     # Everything validation and planning depend on, except the data pointers: a call
     # that matches an earlier one skips straight to the launch.

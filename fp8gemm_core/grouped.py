@@ -88,9 +88,9 @@ def m_grouped_fp8_gemm_nt_contiguous(a: tuple[Any, Any], b: tuple[Any, Any], out
         raise ValueError("m_indices, offsets: expected exactly one of them, got "
                          f"{'both' if m_indices is not None else 'neither'}")
     s = driver.stream_handle(stream)
-    A, SA, B, SB, O = _read_operands(a, b, out, s)
+    A, SA, B, SB, O, read = _read_operands(a, b, out, s)
     group_arg = ("m_indices", m_indices) if m_indices is not None else ("offsets", offsets)
-    IDX = arrays.as_array(group_arg[1], group_arg[0], stream=s)
+    IDX = read(group_arg[1], group_arg[0])
 
     if A.ndim != 2:
         raise ValueError(f"a[0]: expected a 2-D [M, K] array, got shape {A.shape}")
@@ -148,8 +148,8 @@ def m_grouped_fp8_gemm_nt_masked(a: tuple[Any, Any], b: tuple[Any, Any], out: An
     if not isinstance(expected_m, (int, np.integer)) or isinstance(expected_m, bool) or expected_m < 1:
         raise ValueError(f"expected_m: expected a positive int, got {expected_m!r}")
     s = driver.stream_handle(stream)
-    A, SA, B, SB, O = _read_operands(a, b, out, s)
-    MM = arrays.as_array(masked_m, "masked_m", stream=s)
+    A, SA, B, SB, O, read = _read_operands(a, b, out, s)
+    MM = read(masked_m, "masked_m")
 
     if A.ndim != 3:
         raise ValueError(f"a[0]: expected a 3-D [G, max_m, K] array, got shape {A.shape}")
@@ -190,9 +190,9 @@ def m_grouped_fp8_gemm_nt_masked(a: tuple[Any, Any], b: tuple[Any, Any], out: An
 def _read_operands(a, b, out, s):
     a8, sfa = _pair(a, "a")
     b8, sfb = _pair(b, "b")
-    return (arrays.as_array(a8, "a[0]", fp8=True, stream=s), arrays.as_array(sfa, "a[1]", stream=s),
-            arrays.as_array(b8, "b[0]", fp8=True, stream=s), arrays.as_array(sfb, "b[1]", stream=s),
-            None if out is None else arrays.as_array(out, "out", stream=s))
+    read = arrays.call_reader(s)
+    return (read(a8, "a[0]", True), read(sfa, "a[1]"), read(b8, "b[0]", True), read(sfb, "b[1]"),
+            None if out is None else read(out, "out"), read)
 
 
 def _check_b(B, SB, K: int) -> tuple[int, int]:

@@ -57,7 +57,8 @@ def per_token_cast_to_fp8(x: Any, *, group: int = GROUP, ue8m0: bool = False, ma
         return reference.per_token_cast_to_fp8(x, group=group, ue8m0=ue8m0)
     _check_group(group, "group")
     s = driver.stream_handle(stream)
-    X = arrays.as_array(x, "x", stream=s)
+    read = arrays.call_reader(s)
+    X = read(x, "x")
     in_kind = _check_input(X)
     lead, M, K = X.shape[:-2], X.shape[-2], X.shape[-1]
     G = lead[0] if lead else 1
@@ -66,7 +67,7 @@ def per_token_cast_to_fp8(x: Any, *, group: int = GROUP, ue8m0: bool = False, ma
     if masked_m is not None:
         if X.ndim != 3:
             raise ValueError(f"x: masked_m needs a 3-D [G, M, K] input, got shape {X.shape}")
-        MM = arrays.as_array(masked_m, "masked_m", stream=s)
+        MM = read(masked_m, "masked_m")
         arrays.check_shape(MM, "masked_m", (G,))
         arrays.check_dtype(MM, "masked_m", I32)
         if G > 1 and MM.strides[0] != 1:

@@ -480,7 +480,7 @@ def make_exchange_type(current_stream: int, fail: bool = False):
 ])
 def test_exchange_api_stream_handling(monkeypatch, current, stream, waits):
     recorded = []
-    monkeypatch.setattr(arrays, "_stream_wait", lambda *a: recorded.append(a))
+    monkeypatch.setattr(arrays, "stream_wait", lambda *a: recorded.append(a))
     Tensor, state = make_exchange_type(current)
     x = Tensor(0x7F00_0000_2000)
     info = as_array(x, "a", fp8=True, stream=stream)
@@ -527,8 +527,19 @@ class FakeCAI:
 def fake_device(monkeypatch):
     waits = []
     monkeypatch.setattr(arrays, "_pointer_device", lambda ptr: 0)
-    monkeypatch.setattr(arrays, "_stream_wait", lambda dev, src, dst: waits.append((dev, src, dst)))
+    monkeypatch.setattr(arrays, "stream_wait", lambda dev, src, dst: waits.append((dev, src, dst)))
     return waits
+
+
+def test_call_reader_waits_once_per_source_stream(fake_device):
+    """One event wait per (device, allocation stream) of a call's DeviceArrays; none for an
+    array already on the call's stream; each call waits afresh."""
+    on = lambda stream, ptr: DeviceArray(ptr, (4, 8), np.float32, 0, stream)  # noqa: E731
+    for _ in range(2):
+        read = arrays.call_reader(0x30)
+        for i, stream in enumerate((0x10, 0x10, 0x20, 0x30, 0x10)):
+            assert read(on(stream, 0x7F00_0000_0000 + 256 * i), f"x{i}").ptr == 0x7F00_0000_0000 + 256 * i
+    assert fake_device == [(0, 0x10, 0x30), (0, 0x20, 0x30)] * 2
 
 
 def test_cai_parsing(fake_device):

@@ -385,3 +385,49 @@ def test_inputs_on_second_gpu():
     mixed = DeviceArray.from_numpy(np.ascontiguousarray(sfb), device=0, stream=0)
     with pytest.raises(ValueError, match="b\\[1\\]"):
         fg.fp8_gemm_nt((dev1[0], dev1[1]), (dev1[2], mixed))
+
+
+@requires_gpu
+def test_torch_and_cupy_inputs_on_second_gpu():
+    """Framework arrays on GPU 1 while the framework's current device is 0: the call runs on
+    GPU 1, on the given stream of GPU 1 (torch) or GPU 1's default stream (CuPy)."""
+    from gpu_support import gpu_count
+    if gpu_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    torch = pytest.importorskip("torch")
+    rng, seed = _rng()
+    m, n, k = 200, 1024, 1536
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    dev = torch.device("cuda:1")
+
+    def t(x):
+        x = np.ascontiguousarray(x)
+        if x.dtype == np.dtype(ml_dtypes.float8_e4m3fn):
+            return torch.from_numpy(x.view(np.uint8)).to(dev).view(torch.float8_e4m3fn)
+        return torch.from_numpy(x).to(dev)
+
+    torch.cuda.set_device(0)
+    A, SA, B, SB = t(a8), t(sfa), t(b8), t(sfb)
+    out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=dev)
+    side = torch.cuda.Stream(device=dev)
+    with torch.cuda.stream(side):
+        # Late inputs on GPU 1's side stream: a launch not ordered after it reads zeros.
+        A_late = torch.zeros_like(A.view(torch.uint8))
+        torch.cuda._sleep(50_000_000)
+        A_late.copy_(A.view(torch.uint8))
+    assert torch.cuda.current_device() == 0
+    fg.fp8_gemm_nt((A_late, SA), (B, SB), out, stream=side)
+    assert torch.cuda.current_device() == 0
+    torch.cuda.synchronize(dev)
+    check_against_reference(a8, sfa, b8, sfb, out.view(torch.int16).cpu().numpy().view(BF16),
+                            rng=rng, seed=seed)
+
+    cupy = pytest.importorskip("cupy")
+    with cupy.cuda.Device(1):
+        c = [cupy.asarray(np.ascontiguousarray(x).view(np.uint8) if x.dtype.itemsize == 1 else x)
+             for x in (a8, sfa, b8, sfb)]
+        cout = cupy.full((m, n), np.nan, dtype=cupy.float32)
+    fg.fp8_gemm_nt((c[0], c[1]), (c[2], c[3]), cout, out_dtype="fp32")
+    cupy.cuda.Device(1).synchronize()
+    check_against_reference(a8, sfa, b8, sfb, cupy.asnumpy(cout), out_dtype=np.dtype(np.float32),
+                            rng=rng, seed=seed)

@@ -477,3 +477,39 @@ def test_masked_graph_replay_with_changing_counts():
         torch.cuda.synchronize()
         got = out.float().cpu().numpy()
         check_masked(got, a8, sfa, b8, sfb, masked, BF16, seed)
+
+
+@requires_gpu
+def test_grouped_on_second_gpu():
+    """Both layouts with every operand on GPU 1 while the caller's current GPU is 0."""
+    from gpu_support import gpu_count
+    if gpu_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    from cuda.bindings import driver as cu
+    from fp8gemm_core import driver
+    rng, seed = _rng()
+    on1 = lambda x: DeviceArray.from_numpy(np.ascontiguousarray(x), device=1, stream=0)  # noqa: E731
+    groups, n, k = 3, 512, 768
+    b8, sfb = quantized_b(rng, groups, n, k)
+    sizes = group_sizes(rng, groups, 200)
+    ends = np.cumsum(sizes).astype(np.int32)
+    a8, sfa = quantized_a(rng, int(ends[-1]), k)
+    masked = np.array([0, 100, 64], np.int32)
+    ma8, msfa, _, _ = masked_operands(rng, groups, 128, n, k)
+    with driver.get_device(0).activate():
+        out = on1(np.full((int(ends[-1]), n), np.nan, BF16))
+        fg.m_grouped_fp8_gemm_nt_contiguous((on1(a8), on1(sfa)), (on1(b8), on1(sfb)), out,
+                                            offsets=on1(ends))
+        mout = on1(np.full((groups, 128, n), np.nan, BF16))
+        fg.m_grouped_fp8_gemm_nt_masked((on1(ma8), on1(msfa)), (on1(b8), on1(sfb)), mout,
+                                        on1(masked), expected_m=64)
+        assert int(driver.call(cu.cuCtxGetCurrent)) == int(driver.get_device(0).context)
+        with pytest.raises(ValueError, match="masked_m"):
+            fg.m_grouped_fp8_gemm_nt_masked((on1(ma8), on1(msfa)), (on1(b8), on1(sfb)), mout,
+                                            to_dev(masked), expected_m=64)
+    got = out.to_numpy()
+    starts = np.concatenate([[0], ends[:-1]])
+    for g in range(groups):
+        r = np.arange(starts[g], ends[g])
+        check_rows(got[r], a8[r], sfa[r], b8[g], sfb[g], BF16, seed)
+    check_masked(mout.to_numpy(), ma8, msfa, b8, sfb, masked, BF16, seed)

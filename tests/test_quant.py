@@ -184,3 +184,23 @@ def test_end_to_end_against_bf16_matmul():
     # E4M3 keeps 3 mantissa bits: each element is off by up to 1/16 relative (rms ~2.5%), a
     # product of two by ~3.5%, and so, for data without structure, is the result.
     assert err < 0.08, f"relative error {err:.3g} (seed {seed})"
+
+
+@requires_gpu
+def test_casts_on_second_gpu():
+    """Input on GPU 1, caller's current GPU 0: the casts run on GPU 1 and allocate there."""
+    from gpu_support import gpu_count
+    if gpu_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    from cuda.bindings import driver as cu
+    from fp8gemm_core import driver
+    rng, seed = _rng()
+    x = make_input(rng, (130, 1000), BF16, outliers=True)
+    x1 = DeviceArray.from_numpy(x, device=1, stream=0)
+    with driver.get_device(0).activate():
+        tq, tsf = fg.per_token_cast_to_fp8(x1)
+        bq, bsf = fg.per_block_cast_to_fp8(x1)
+        assert int(driver.call(cu.cuCtxGetCurrent)) == int(driver.get_device(0).context)
+    assert tq.device == 1 and tsf.base.device == 1 and bq.device == 1 and bsf.device == 1
+    assert_same_bits(tq.to_numpy(), token_scales_to_numpy(tsf), *ref.per_token_cast_to_fp8(x), seed)
+    assert_same_bits(bq.to_numpy(), bsf.to_numpy(), *ref.per_block_cast_to_fp8(x), seed)
