@@ -83,7 +83,7 @@ def default_kernel_spec(m: int, n: int, k: int, num_sms: int, out_fp32: bool = F
 
 def gemm_kernel_configs() -> list[tuple[str, str, str]]:
     """Every (source, name_expr, prelude) the heuristics can choose, dense and grouped
-    (grouped: no C, CTA pairs on 256-row tiles only): for AOT builds and spill checks."""
+    (grouped: no C, CTA pairs on the tiles GROUPED_PAIR_SPEED names): for AOT builds and spill checks."""
     specs = []
     tiles = [(bm, bn) for bm in (64, 128) for bn in candidate_block_ns()]
     tiles += [t for t in LARGE_TILE_SPEED if t not in tiles]  # the 192-row ones

@@ -63,18 +63,26 @@ PROFILES = ("h100", "h200")
 # M-block pairs its tiles along N), by GPU: an H100, 256x128 pairs +1.4-5.4% over unpaired on
 # the contiguous shapes, equal and +-30% groups (perf log session 13): 1.13 against unpaired
 # 1.10. An H200, against its unpaired 192x128: -2.8% to +3.7% (session 13): not used there.
-GROUPED_PAIR_SPEED = {"h200": {}, "h100": {(256, 128): 1.13}}
+# 128x256 pairs on an H100: +1.1% to +8.4% over 256x128 pairs on the same shapes (session 14;
+# fewer operand bytes through L2, 128-row partial tiles): 1.16.
+GROUPED_PAIR_SPEED = {"h200": {}, "h100": {(256, 128): 1.13, (128, 256): 1.16}}
 # ... and only from this many waves of tiles: the pairs won at 31-54 waves and lost 4% at 1.7
 # (masked 1 x 1024 x 7168 x 2048) and 6.7% at one (H100, perf log session 13).
 GROUPED_PAIR_MIN_WAVES = 4
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
-# about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
-# H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
-EPILOGUE_K = 110
+# about as long as its MMA over this much more K at 128 rows, by GPU: fit to 4096x32768x512
+# on an H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
+# An H100 runs short K bound by L2 throughput (ncu: 82% at 4096x32768x512, session 14), where
+# the wider tile's fewer operand bytes win: 128x256 pairs +2.3% to +7.1% over 256x128 at K =
+# 512-2048, 128x192 +3% at K = 512 (sessions 12, 14): no width penalty there.
+EPILOGUE_K = {"h200": 110, "h100": 0}
 SFA_COPY_MIN_ROWS = 1000  # rows from which non-M-major sfa is copied M-major (copies_scales_m_major)
 # 128x256 tiles (two n-waves) only from this K: +2-3% over 128x128 at K = 7168 (masked N = 4096),
 # -12% at 128x32768x512, where per-tile costs dominate (H200, perf log session 8).
 N_WAVES_MIN_K = 4096
+# ... but as dense CTA pairs on an H100 from this K: +2.3% to +7.1% over 256x128 pairs at
+# K = 512, 1536 and 2048 (perf log session 14); not measured below.
+PAIRED_N_WAVES_MIN_K = {"h200": N_WAVES_MIN_K, "h100": 512}
 
 # Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times. 256x128 ran over
 # 128x112-192 on masked and dense shapes with 256-512 rows (perf log session 13) at 0.63-0.74
@@ -225,7 +233,8 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
                        if num_sms % 2 == 0 and count_tiles(bm, bn, 2) >= GROUPED_PAIR_MIN_WAVES * num_sms]
     best, best_key = None, None
     for bm, bn, cm in candidates:
-        if not tile_fits(bm, bn, cm, num_groups is not None) or (bn == 256 and k < N_WAVES_MIN_K):
+        n_waves_min_k = N_WAVES_MIN_K if cm == 1 else min(N_WAVES_MIN_K, PAIRED_N_WAVES_MIN_K[profile])
+        if not tile_fits(bm, bn, cm, num_groups is not None) or (bn == 256 and k < n_waves_min_k):
             continue
         if many_waves and m < LARGE_MN and bm > m // 2:
             continue  # groups of 256-511 rows: 256-row tiles left ~half of their rows in partial tiles
@@ -243,7 +252,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
             else:
                 table = UNPAIRED_TILE_SPEED if cm == 1 else PAIRED_TILE_SPEED
                 speed = table[profile].get((bm, bn), LARGE_TILE_SPEED[bm, bn])
-            key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K),)
+            key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K[profile]),)
         else:
             # Fewest waves (in 128-row tile times; 256x128 and 128x256 count twice), then
             # fullest last wave, then the largest tile area (measured for 256x128 over 128x128

@@ -379,21 +379,25 @@ def check_contiguous_run(rng, sizes, b8, sfb, out_dtype, seed):
 
 
 @requires_gpu
+@pytest.mark.parametrize("tile", [(256, 128), (128, 256)])
 @pytest.mark.parametrize("out_dtype", [BF16, F32])
-def test_cta_pairs_on_256_row_tiles(out_dtype, monkeypatch):
-    # Grouped CTA pairs share a group's B; a group with an odd number of 256-row M-blocks pairs the
-    # tiles of its last one along N (own B each; with an odd N-block count, the last with a padding
-    # tile that must store nothing: fp32 out, 21 N-blocks). The hint (1024 rows: 4 M-blocks, 240
-    # tiles) picks pairs; the real groups have 3, 2 and 1 M-blocks and end inside a 64-row slice.
-    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {(256, 128): 1.0})
+def test_grouped_cta_pairs(tile, out_dtype, monkeypatch):
+    # Grouped CTA pairs share a group's B; a group with an odd number of M-blocks pairs the tiles
+    # of its last one along N (own B each; with an odd N-block count, the last with a padding
+    # tile that must store nothing: fp32 out, 21 or 11 N-blocks). The hint (1024 rows) picks
+    # pairs; the real groups end inside a 64-row slice, with odd and even M-block counts
+    # (256-row tiles: 3, 2 and 1 masked, 5, 3 and 6 contiguous; 128-row: 6, 4, 1 and 9, 6, 12).
+    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
     monkeypatch.setattr(heuristics, "UNPAIRED_TILE_SPEED", {p: {} for p in heuristics.PROFILES})
     monkeypatch.setattr(heuristics, "PAIRED_TILE_SPEED", {p: {} for p in heuristics.PROFILES})
-    monkeypatch.setattr(heuristics, "GROUPED_PAIR_SPEED", {p: {(256, 128): 2.0} for p in heuristics.PROFILES})
+    monkeypatch.setattr(heuristics, "GROUPED_PAIR_SPEED", {p: {tile: 2.0} for p in heuristics.PROFILES})
     monkeypatch.setattr(heuristics, "GROUPED_PAIR_MIN_WAVES", 1)
+    monkeypatch.setattr(heuristics, "N_WAVES_MIN_K", 0)
     rng, seed = _rng()
-    groups, max_m, n, k = 3, 1024, 2560 + 16 * (out_dtype == F32), 512
+    groups, max_m, n = 3, 1024, 2560 + 16 * (out_dtype == F32)
+    k = 512 + 128 * (tile == (128, 256))  # plans: per shape
     cfg = choose_gemm_config(max_m, n, k, 132, 2, num_groups=groups)
-    assert (cfg.block_m, cfg.cluster_m) == (256, 2)
+    assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (*tile, 2)
     a8, sfa, b8, sfb = masked_operands(rng, groups, max_m, n, k)
     masked = np.array([700, 512, 37], np.int32)
     out = to_dev(np.full((groups, max_m, n), np.nan, out_dtype))
@@ -404,7 +408,7 @@ def test_cta_pairs_on_256_row_tiles(out_dtype, monkeypatch):
     # picks pairs of 256-row tiles too).
     sizes = np.array([1100, 700, 1500])
     cfg = choose_gemm_config(1100, n, k, 132, 2, num_groups=groups, uneven_groups=True)
-    assert (cfg.block_m, cfg.cluster_m) == (256, 2)
+    assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (*tile, 2)
     check_contiguous_run(rng, sizes, b8, sfb, out_dtype, seed)
 
 

@@ -113,9 +113,9 @@ def test_small_shapes_prefer_square_then_wide_tiles_at_equal_area():
 
 
 def test_short_k_wide_shapes_take_taller_tiles():
-    # K = 512: the epilogue is 15-20% of a tile; 192x128 and 256x128 spend less of it per
-    # FLOP than 128x192 (measured +6.5% and +7% at 4096x32768x512), while 8192^3 keeps a
-    # wide tile.
+    # K = 512 on an H200: the epilogue is 15-20% of a tile; 192x128 and 256x128 spend less of
+    # it per FLOP than 128x192 (measured +6.5% and +7% at 4096x32768x512), while 8192^3 keeps
+    # a wide tile. (An H100 is bound by L2 traffic there instead: test_large_grouped_tiles_by_profile.)
     cfg = h.choose_gemm_config(4096, 32768, 512, 132, 2)
     assert cfg.block_m in (192, 256) and cfg.block_n == 128
     cfg = h.choose_gemm_config(8192, 8192, 8192, 132, 2)
@@ -220,19 +220,22 @@ def test_gpu_profile_from_memory():
 
 def test_large_grouped_tiles_by_profile():
     # An H100 runs the grouped 192x128 tile (three consumer warpgroups, no pairs) ~10% behind
-    # 256x128: large groups take 256-row tiles there, 192-row ones on an H200 (perf log session 12).
+    # two-warpgroup tiles: large groups take 128x256 CTA pairs there (sessions 12-14), 192-row
+    # tiles on an H200.
     for groups, m, n, k, uneven in [(4, 8192, 4096, 7168, True), (8, 4096, 7168, 2048, True),
                                     (4, 8192, 4096, 7168, False)]:
         h100 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h100")
         h200 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h200")
-        assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (256, 128, 192, 128), (groups, m)
-    # Dense CTA pairs: 128x256 on an H100 at K >= 4096 (1.00-1.02x of 256x128 there), 256x128 on
-    # an H200 (ties) and wherever 256-wide tiles are not allowed (K < 4096).
-    for profile, tile in [("h100", (128, 256)), ("h200", (256, 128))]:
-        cfg = h.choose_gemm_config(8192, 8192, 8192, 132, 2, profile=profile)
-        assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == tile + (2,), profile
-    cfg = h.choose_gemm_config(4096, 7168, 2048, 132, 2, profile="h100")
-    assert (cfg.block_m, cfg.block_n) == (256, 128)
+        assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (128, 256, 192, 128), (groups, m)
+    # Dense CTA pairs: 128x256 on an H100 (1.00-1.02x of 256x128 at K >= 4096, +2.3% to +7.1%
+    # at K = 512-2048), 256x128 on an H200 (ties; 256-wide tiles only from K = 4096 there).
+    for (m, n, k) in [(8192, 8192, 8192), (4096, 7168, 2048), (4096, 32768, 512)]:
+        for profile, tile in [("h100", (128, 256)), ("h200", (256, 128))]:
+            cfg = h.choose_gemm_config(m, n, k, 132, 2, profile=profile)
+            assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == tile + (2,), (m, n, k, profile)
+    # Below the K measured, and without pairs, 256-wide tiles keep N_WAVES_MIN_K on an H100 too.
+    assert h.choose_gemm_config(4096, 32768, 256, 132, 2, profile="h100").block_n != 256
+    assert h.choose_gemm_config(128, 32768, 512, 132, 2, profile="h100").block_n != 256
 
 
 def test_small_grouped_shapes_take_tall_tiles():
@@ -263,11 +266,11 @@ def test_many_groups_choose_as_large_gemms():
 
 
 def test_grouped_cta_pairs_on_an_h100_over_many_waves():
-    # H100 (perf log session 13): 256x128 pairs won over unpaired on the contiguous shapes and
-    # lost on the masked shapes of one or two waves.
+    # H100 (perf log sessions 13-14): 256x128 pairs won over unpaired on the contiguous shapes,
+    # 128x256 pairs over both, and unpaired 256x128 on the masked shapes of one or two waves.
     def cm(m, groups, n, k, uneven):
         cfg = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h100")
-        assert (cfg.block_m, cfg.block_n) == (256, 128)
+        assert (cfg.block_m, cfg.block_n) == ((128, 256) if cfg.cluster_m == 2 else (256, 128))
         return cfg.cluster_m
     assert [cm(8192, 4, 4096, 7168, u) for u in (False, True)] == [2, 2]
     assert [cm(4096, 8, 4096, 7168, u) for u in (False, True)] == [2, 2]
