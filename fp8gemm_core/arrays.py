@@ -835,11 +835,17 @@ def call_reader(stream: int):
     a framework's current stream (read through the first array of that type) and a
     ``DeviceArray``'s allocation stream (an event wait each, ~1 us)."""
     waited: set = set()
+    default = stream in (0, 1)  # the legacy default stream, either way it is named
 
     def read(x: Any, name: str, fp8: bool = False) -> ArrayInfo:
         t = type(x)
-        key = t if t in FRAMEWORK_STREAM_TYPES else (x.device, x.stream) if t is DeviceArray else None
-        if key is None:
+        if t is DeviceArray:
+            if x.stream == stream or default and x.stream in (0, 1):  # the hot path: no wait
+                return _from_device_array(x, name, fp8, -1)
+            key = (x.device, x.stream)
+        elif t in FRAMEWORK_STREAM_TYPES:
+            key = t
+        else:
             return as_array(x, name, fp8=fp8, stream=stream)
         if key in waited:
             return as_array(x, name, fp8=fp8, stream=-1)
