@@ -52,9 +52,10 @@ LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 
 # 128x256 ties 256x128 there with equal groups (session 12) and ran 1.11x of it on 64 x 512 x
 # 4096 x 7168 at +-30% (half as many rows left in partial tiles; session 13): 1.10 too.
 UNPAIRED_TILE_SPEED = {"h200": {(256, 128): 0.98}, "h100": {(256, 128): 1.10, (128, 256): 1.10}}
-# Dense CTA pairs where an H100 differs: 128x256 1.00-1.02x of 256x128 at K >= 4096 (perf log
-# session 12; ties on an H200): 1.04.
-PAIRED_TILE_SPEED = {"h200": {}, "h100": {(128, 256): 1.04}}
+# Dense CTA pairs: 128x256 over 256x128 pairs at K >= 4096 1.00-1.02x on an H100 (perf log
+# session 12), +1.3% on an H200 (session 14; ties in session 12): 1.04 on both. (At short K
+# it gains more, see EPILOGUE_K.)
+PAIRED_TILE_SPEED = {"h200": {(128, 256): 1.04}, "h100": {(128, 256): 1.04}}
 # Hopper GPUs with at least this much memory (HBM3e: H200, GH200 144 GB) plan as "h200",
 # the others (HBM3: H100 SXM/PCIe/NVL, H800, GH200 96 GB) as "h100".
 H200_MIN_MEMORY = 120 << 30
@@ -63,26 +64,26 @@ PROFILES = ("h100", "h200")
 # M-block pairs its tiles along N), by GPU: an H100, 256x128 pairs +1.4-5.4% over unpaired on
 # the contiguous shapes, equal and +-30% groups (perf log session 13): 1.13 against unpaired
 # 1.10. An H200, against its unpaired 192x128: -2.8% to +3.7% (session 13): not used there.
-# 128x256 pairs on an H100: +1.1% to +8.4% over 256x128 pairs on the same shapes (session 14;
-# fewer operand bytes through L2, 128-row partial tiles): 1.16.
-GROUPED_PAIR_SPEED = {"h200": {}, "h100": {(256, 128): 1.13, (128, 256): 1.16}}
+# 128x256 pairs (session 14; fewer operand bytes through L2, 128-row partial tiles): on an
+# H100 +1.1% to +8.4% over 256x128 pairs on the same shapes; on an H200 +0.8% to +8% over its
+# unpaired choices on the contiguous shapes but 4 x 8192 x 4096 x 7168 (-0.6% / -2.4%): 1.16.
+GROUPED_PAIR_SPEED = {"h200": {(128, 256): 1.16}, "h100": {(256, 128): 1.13, (128, 256): 1.16}}
 # ... and only from this many waves of tiles: the pairs won at 31-54 waves and lost 4% at 1.7
 # (masked 1 x 1024 x 7168 x 2048) and 6.7% at one (H100, perf log session 13).
 GROUPED_PAIR_MIN_WAVES = 4
 # A tile's epilogue (every consumer warpgroup writes its 64 x BLOCK_N rows at once) takes
-# about as long as its MMA over this much more K at 128 rows, by GPU: fit to 4096x32768x512
-# on an H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
-# An H100 runs short K bound by L2 throughput (ncu: 82% at 4096x32768x512, session 14), where
-# the wider tile's fewer operand bytes win: 128x256 pairs +2.3% to +7.1% over 256x128 at K =
-# 512-2048, 128x192 +3% at K = 512 (sessions 12, 14): no width penalty there.
-EPILOGUE_K = {"h200": 110, "h100": 0}
+# about as long as its MMA over this much more K at 128 rows: fit to 4096x32768x512 on an
+# H200, where it is 15-20% of a tile (docs/perf-log.md, session 6); noise at K >= 2048.
+# Tiles without CTA pairs only: short K runs bound by L2 throughput (ncu on an H100: 82% at
+# 4096x32768x512, session 14), where the wider pair's fewer operand bytes win: 128x256 pairs
+# over 256x128 pairs +2.3% to +7.1% (H100) and +1.2% to +6.5% (H200) at K = 512-2048.
+EPILOGUE_K = 110
 SFA_COPY_MIN_ROWS = 1000  # rows from which non-M-major sfa is copied M-major (copies_scales_m_major)
 # 128x256 tiles (two n-waves) only from this K: +2-3% over 128x128 at K = 7168 (masked N = 4096),
 # -12% at 128x32768x512, where per-tile costs dominate (H200, perf log session 8).
 N_WAVES_MIN_K = 4096
-# ... but as dense CTA pairs on an H100 from this K: +2.3% to +7.1% over 256x128 pairs at
-# K = 512, 1536 and 2048 (perf log session 14); not measured below.
-PAIRED_N_WAVES_MIN_K = {"h200": N_WAVES_MIN_K, "h100": 512}
+# ... but as CTA pairs from this K (see EPILOGUE_K; not measured below).
+PAIRED_N_WAVES_MIN_K = 512
 
 # Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times. 256x128 ran over
 # 128x112-192 on masked and dense shapes with 256-512 rows (perf log session 13) at 0.63-0.74
@@ -233,7 +234,7 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
                        if num_sms % 2 == 0 and count_tiles(bm, bn, 2) >= GROUPED_PAIR_MIN_WAVES * num_sms]
     best, best_key = None, None
     for bm, bn, cm in candidates:
-        n_waves_min_k = N_WAVES_MIN_K if cm == 1 else min(N_WAVES_MIN_K, PAIRED_N_WAVES_MIN_K[profile])
+        n_waves_min_k = N_WAVES_MIN_K if cm == 1 else min(N_WAVES_MIN_K, PAIRED_N_WAVES_MIN_K)
         if not tile_fits(bm, bn, cm, num_groups is not None) or (bn == 256 and k < n_waves_min_k):
             continue
         if many_waves and m < LARGE_MN and bm > m // 2:
@@ -244,15 +245,16 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         # 2 for 256x128 (two m-waves) and 128x256 (two n-waves): twice a 128x128 tile's time
         m_waves = bm // 64 // math_warpgroups(bm) * (bn // wgmma_n(bn))
         if large:
-            # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus the
-            # epilogue, whose time grows with the tile's width only (256x128's two m-waves
-            # store in turn, yet it measured +0.7-1% over 192x128 at K = 512 and 1536).
+            # Time ~ waves x per-tile time: MMA over K at the tile's measured speed, plus, for
+            # unpaired tiles, the epilogue, whose time grows with the tile's width only
+            # (256x128's two m-waves store in turn, yet it measured +0.7-1% over 192x128 at
+            # K = 512 and 1536).
             if num_groups is not None and cm == 2:
                 speed = GROUPED_PAIR_SPEED[profile][bm, bn]
             else:
                 table = UNPAIRED_TILE_SPEED if cm == 1 else PAIRED_TILE_SPEED
                 speed = table[profile].get((bm, bn), LARGE_TILE_SPEED[bm, bn])
-            key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K[profile]),)
+            key = (waves * bn * (bm * k / speed + 128 * EPILOGUE_K * (cm == 1)),)
         else:
             # Fewest waves (in 128-row tile times; 256x128 and 128x256 count twice), then
             # fullest last wave, then the largest tile area (measured for 256x128 over 128x128

@@ -24,8 +24,9 @@ def test_configs_fit_shared_memory(staged):
         # Staged as asked, unless that would leave too few stages (256x128 with fp32 out).
         assert cfg.staged_out_bytes == staged or (
             cfg.staged_out_bytes == 0 and h.stages_for(cfg.block_m, cfg.block_n, staged) < h.MIN_STAGES)
+    # fp32 out on a 128x256 (or 256x128) tile: no room to stage it, four stages instead.
     cfg = h.choose_gemm_config(4096, 4096, 7168, 132, 4)
-    assert (cfg.block_m, cfg.staged_out_bytes, cfg.stages) == (256, 0, 4)
+    assert (cfg.block_m * cfg.block_n, cfg.staged_out_bytes, cfg.stages) == (128 * 256, 0, 4)
 
 
 def test_tiles_cover_the_grid():
@@ -40,11 +41,12 @@ def test_set_num_sms_validates():
         h.set_num_sms(0)
 
 
-def test_grouped_configs_count_group_tiles_unpaired_on_an_h200():
+def test_grouped_configs_fit_and_pair_only_measured_tiles():
     for groups, m in [(1, 8192), (4, 8192), (8, 64), (256, 9)]:
-        cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups, profile="h200")
-        assert cfg.cluster_m == 1
-        assert cfg.smem_bytes <= h.SMEM_LIMIT
+        for profile in h.PROFILES:
+            cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups, profile=profile)
+            assert cfg.cluster_m == 1 or (cfg.block_m, cfg.block_n) in h.GROUPED_PAIR_SPEED[profile]
+            assert cfg.smem_bytes <= h.SMEM_LIMIT
     # 8 groups of 64 rows: 64-row tiles (128-row ones would be half empty in every group).
     assert h.choose_gemm_config(64, 4096, 7168, 132, 2, num_groups=8).block_m == 64
 
@@ -53,11 +55,11 @@ def test_large_shapes_choose_among_the_measured_tiles():
     for m, n, k in [(4096, 4096, 7168), (8192, 8192, 8192), (4096, 2112, 7168), (2048, 7168, 2048)]:
         cfg = h.choose_gemm_config(m, n, k, 132, 2)
         assert (cfg.block_m, cfg.block_n) in h.LARGE_TILE_SPEED, (m, n, k, cfg)
-    # 4096x4096: 256x128 pairs fill 4 waves (0.97) where 128x192 leave 6 at 0.89 (measured
-    # +6.5% over 128x128, which fills 8 at 0.97); 4096x2112 keeps 192x128 (3 waves at 0.89,
-    # not 0.67).
+    # 4096x4096: 128x256 pairs fill 4 waves (0.97) where 128x192 leave 6 at 0.89 (256x128
+    # measured +6.5% over 128x128, which fills 8 at 0.97); 4096x2112 keeps 192x128 (3 waves at
+    # 0.89, not 0.67).
     cfg = h.choose_gemm_config(4096, 4096, 7168, 132, 2)
-    assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (256, 128, 2)
+    assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (128, 256, 2)
     cfg = h.choose_gemm_config(4096, 2112, 7168, 132, 2)
     assert (cfg.block_m, cfg.block_n) == (192, 128)
 
@@ -82,20 +84,18 @@ def test_256_row_tiles_paired_in_dense_gemms():
 
 def test_grouped_256x128_where_it_measured_faster():
     # Masked N = 4096 at K = 7168: 256x128 over 128x256 (m-waves first: +1.9% at 2 x 512, +1.8%
-    # at 4 x 256), and 1 x 1024 x 7168 x 2048 over 128x160 (+5.2%); contiguous 4 x 8192 keeps
-    # 192x128 (256x128 unpaired measured 3.2% slower there on an H200, the default profile).
+    # at 4 x 256), and 1 x 1024 x 7168 x 2048 over 128x160 (+5.2%), unpaired (few waves).
     for groups, m in [(2, 512), (4, 256)]:
         cfg = h.choose_gemm_config(m, 4096, 7168, 132, 2, num_groups=groups)
-        assert (cfg.block_m, cfg.block_n) == (256, 128), (groups, m, cfg)
+        assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (256, 128, 1), (groups, m, cfg)
     assert h.choose_gemm_config(1024, 7168, 2048, 132, 2, num_groups=1).block_m == 256
-    contiguous = h.choose_gemm_config(8192, 4096, 7168, 132, 2, num_groups=4)
-    assert (contiguous.block_m, contiguous.block_n) == (192, 128)
 
 
 def test_tall_tiles_never_overlap_and_serve_large_groups():
     assert not h.uses_overlap(192, 128) and not h.uses_overlap(256, 128)
-    # Groups of 8192 rows are large GEMMs of their own: 192x128 (42 waves) beats 128x128 (63).
-    cfg = h.choose_gemm_config(8192, 4096, 7168, 132, 2, num_groups=4)
+    # Groups of 8192 rows are large GEMMs of their own: unpaired (an odd SM count), 192x128
+    # (42 waves) beats 128x128 (63) on an H200.
+    cfg = h.choose_gemm_config(8192, 4096, 7168, 131, 2, num_groups=4)
     assert (cfg.block_m, cfg.block_n) == (192, 128)
     # Few rows per group stay on the small-problem rule (<= 128 rows).
     for groups, m in [(8, 512), (32, 64)]:
@@ -112,14 +112,16 @@ def test_small_shapes_prefer_square_then_wide_tiles_at_equal_area():
         assert (cfg.block_m, cfg.block_n) == tile, (m, n, k, cfg)
 
 
-def test_short_k_wide_shapes_take_taller_tiles():
-    # K = 512 on an H200: the epilogue is 15-20% of a tile; 192x128 and 256x128 spend less of
-    # it per FLOP than 128x192 (measured +6.5% and +7% at 4096x32768x512), while 8192^3 keeps
-    # a wide tile. (An H100 is bound by L2 traffic there instead: test_large_grouped_tiles_by_profile.)
-    cfg = h.choose_gemm_config(4096, 32768, 512, 132, 2)
-    assert cfg.block_m in (192, 256) and cfg.block_n == 128
-    cfg = h.choose_gemm_config(8192, 8192, 8192, 132, 2)
-    assert (cfg.block_m, cfg.block_n) in ((128, 192), (256, 128))
+def test_short_k_takes_wide_pairs_and_tall_unpaired_tiles():
+    # K = 512-2048: bound by L2 throughput, 128x256 pairs move the fewest operand bytes (+1.2%
+    # to +7.1% over 256x128 pairs on both GPUs, perf log session 14). Unpaired tiles pay for a
+    # wide epilogue there (H200, session 6): 192x128 over 128x192 at 4096x32768x512, +6.5%.
+    for m, n, k in [(4096, 32768, 512), (8192, 7168, 2048), (4096, 24576, 1536)]:
+        for profile in h.PROFILES:
+            cfg = h.choose_gemm_config(m, n, k, 132, 2, profile=profile)
+            assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (128, 256, 2), (m, n, k, profile)
+    cfg = h.choose_gemm_config(4096, 32768, 512, 131, 2)  # an odd SM count: no pairs
+    assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (192, 128, 1), cfg
 
 
 def test_overlap_only_up_to_two_waves(monkeypatch):
@@ -156,8 +158,8 @@ def test_dense_grid_is_the_fewest_ctas_for_the_same_waves(m, n, k):
     assert cfg.num_sms % cm == 0 and cfg.num_sms <= full
     assert math.ceil(tiles / cfg.num_sms) == math.ceil(tiles / full), "waves must not grow"
     assert math.ceil(tiles / (cfg.num_sms - cm)) > math.ceil(tiles / full) or cfg.num_sms == cm
-    if (m, n, k) == (8192, 8192, 8192):  # 2048 tiles of 256x128: 16 waves on 128 CTAs, not 15.5 on 132
-        assert (cfg.block_m, cfg.num_sms) == (256, 128)
+    if (m, n, k) == (8192, 8192, 8192):  # 2048 tiles of 128x256: 16 waves on 128 CTAs, not 15.5 on 132
+        assert (cfg.block_m * cfg.block_n, cfg.num_sms) == (128 * 256, 128)
 
 
 def test_grouped_grid_keeps_every_sm():
@@ -166,8 +168,8 @@ def test_grouped_grid_keeps_every_sm():
 
 
 def test_256_wide_tiles_only_at_long_k_without_pairs_of_rows():
-    # 128x256 (two n-waves): masked 1 x 1024 x 4096 x 7168 (K = 7168: +2-3%), not K = 512 (-12%),
-    # and not where 256x128 CTA pairs fit as well (1024x4096x7168: pairs 1.4% faster).
+    # 128x256 (two n-waves) unpaired: masked 1 x 1024 x 4096 x 7168 (K = 7168: +2-3%), not K = 512
+    # (-12%), and not where 256x128 CTA pairs fit as well (1024x4096x7168: pairs 1.4% faster).
     masked = h.choose_gemm_config(1024, 4096, 7168, 132, 2, num_groups=1)
     assert (masked.block_m, masked.block_n) == (128, 256)
     short_k = h.choose_gemm_config(128, 32768, 512, 132, 2)
@@ -177,11 +179,12 @@ def test_256_wide_tiles_only_at_long_k_without_pairs_of_rows():
 
 
 def test_256_wide_grouped_tiles_where_they_save_a_wave():
-    # Large groups: 128x256 where it halves the waves (1 x 1024 masked, +3.8% over 128x128),
-    # not over many waves of contiguous groups (8 x 4096, +-30%: 192x128 2.5% faster).
+    # Large groups: unpaired 128x256 where it halves the waves (1 x 1024 masked, +3.8% over
+    # 128x128), not over many waves of contiguous groups (8 x 4096, +-30%: 192x128 2.5% faster;
+    # with an even SM count 128x256 pairs run there, test_grouped_cta_pairs_over_many_waves).
     one = h.choose_gemm_config(1024, 4096, 7168, 132, 2, num_groups=1)
     assert (one.block_m, one.block_n) == (128, 256)
-    many = h.choose_gemm_config(4096, 4096, 7168, 132, 2, num_groups=8)
+    many = h.choose_gemm_config(4096, 4096, 7168, 131, 2, num_groups=8)
     assert (many.block_m, many.block_n) == (192, 128)
 
 
@@ -203,10 +206,10 @@ def test_grouped_output_in_ring_where_one_tile_per_cta_is_expected():
 
 def test_contiguous_groups_are_counted_uneven():
     # Contiguous groups vary in size, each ending in a partial tile on average half full:
-    # 8 x 4096 x 7168 x 2048 takes 192x128 (+2.6% at +-30% sizes), where groups of exactly
-    # 4096 rows (masked) fill 256-row tiles. One group's size is exact either way.
-    assert h.choose_grouped_config(4096, 8, 7168, 2048, 132, 2).block_m == 256
-    assert h.choose_grouped_config(4096, 8, 7168, 2048, 132, 2, uneven_groups=True).block_m == 192
+    # unpaired, 8 x 4096 x 7168 x 2048 takes 192x128 (+2.6% at +-30% sizes), where groups of
+    # exactly 4096 rows (masked) fill 256-row tiles. One group's size is exact either way.
+    assert h.choose_grouped_config(4096, 8, 7168, 2048, 131, 2).block_m == 256
+    assert h.choose_grouped_config(4096, 8, 7168, 2048, 131, 2, uneven_groups=True).block_m == 192
     assert (h.choose_grouped_config(1024, 1, 4096, 7168, 132, 2, uneven_groups=True)
             == h.choose_grouped_config(1024, 1, 4096, 7168, 132, 2))
 
@@ -219,23 +222,24 @@ def test_gpu_profile_from_memory():
 
 
 def test_large_grouped_tiles_by_profile():
-    # An H100 runs the grouped 192x128 tile (three consumer warpgroups, no pairs) ~10% behind
-    # two-warpgroup tiles: large groups take 128x256 CTA pairs there (sessions 12-14), 192-row
-    # tiles on an H200.
+    # Unpaired (an odd SM count), an H100 runs the grouped 192x128 tile (three consumer
+    # warpgroups) ~10% behind 256x128 (session 12): large groups take 256-row tiles there,
+    # 192-row ones on an H200.
     for groups, m, n, k, uneven in [(4, 8192, 4096, 7168, True), (8, 4096, 7168, 2048, True),
                                     (4, 8192, 4096, 7168, False)]:
-        h100 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h100")
-        h200 = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h200")
-        assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (128, 256, 192, 128), (groups, m)
-    # Dense CTA pairs: 128x256 on an H100 (1.00-1.02x of 256x128 at K >= 4096, +2.3% to +7.1%
-    # at K = 512-2048), 256x128 on an H200 (ties; 256-wide tiles only from K = 4096 there).
+        h100 = h.choose_grouped_config(m, groups, n, k, 131, 2, uneven, "h100")
+        h200 = h.choose_grouped_config(m, groups, n, k, 131, 2, uneven, "h200")
+        assert (h100.block_m, h100.block_n, h200.block_m, h200.block_n) == (256, 128, 192, 128), (groups, m)
+    # Dense CTA pairs: 128x256 on both (1.00-1.02x of 256x128 at K >= 4096 on an H100, +1.3% on
+    # an H200; more at K = 512-2048), unpaired 256-wide tiles only from N_WAVES_MIN_K, and pairs
+    # not below the K measured.
     for (m, n, k) in [(8192, 8192, 8192), (4096, 7168, 2048), (4096, 32768, 512)]:
-        for profile, tile in [("h100", (128, 256)), ("h200", (256, 128))]:
+        for profile in h.PROFILES:
             cfg = h.choose_gemm_config(m, n, k, 132, 2, profile=profile)
-            assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == tile + (2,), (m, n, k, profile)
-    # Below the K measured, and without pairs, 256-wide tiles keep N_WAVES_MIN_K on an H100 too.
-    assert h.choose_gemm_config(4096, 32768, 256, 132, 2, profile="h100").block_n != 256
-    assert h.choose_gemm_config(128, 32768, 512, 132, 2, profile="h100").block_n != 256
+            assert (cfg.block_m, cfg.block_n, cfg.cluster_m) == (128, 256, 2), (m, n, k, profile)
+    for profile in h.PROFILES:
+        assert h.choose_gemm_config(4096, 32768, 256, 132, 2, profile=profile).block_n != 256
+        assert h.choose_gemm_config(128, 32768, 512, 132, 2, profile=profile).block_n != 256
 
 
 def test_small_grouped_shapes_take_tall_tiles():
@@ -265,15 +269,15 @@ def test_many_groups_choose_as_large_gemms():
     assert h.choose_grouped_config(64, 256, 4096, 7168, 132, 2, True, "h200").block_m == 64
 
 
-def test_grouped_cta_pairs_on_an_h100_over_many_waves():
-    # H100 (perf log sessions 13-14): 256x128 pairs won over unpaired on the contiguous shapes,
-    # 128x256 pairs over both, and unpaired 256x128 on the masked shapes of one or two waves.
-    def cm(m, groups, n, k, uneven):
-        cfg = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, "h100")
-        assert (cfg.block_m, cfg.block_n) == ((128, 256) if cfg.cluster_m == 2 else (256, 128))
-        return cfg.cluster_m
-    assert [cm(8192, 4, 4096, 7168, u) for u in (False, True)] == [2, 2]
-    assert [cm(4096, 8, 4096, 7168, u) for u in (False, True)] == [2, 2]
-    assert cm(1024, 1, 4096, 7168, False) == cm(1024, 1, 7168, 2048, False) == 1
-    assert h.choose_grouped_config(8192, 4, 4096, 7168, 131, 2, False, "h100").cluster_m == 1  # odd SM count
-    assert h.choose_grouped_config(8192, 4, 4096, 7168, 132, 2, False, "h200").cluster_m == 1
+def test_grouped_cta_pairs_over_many_waves():
+    # Perf log sessions 13-14: 128x256 pairs won over unpaired tiles (and 256x128 pairs) on the
+    # contiguous shapes, on both GPUs; the masked shapes of one or two waves stay unpaired.
+    for profile in h.PROFILES:
+        def cm(m, groups, n, k, uneven):
+            cfg = h.choose_grouped_config(m, groups, n, k, 132, 2, uneven, profile)
+            assert cfg.cluster_m == 1 or (cfg.block_m, cfg.block_n) == (128, 256), (m, groups, cfg)
+            return cfg.cluster_m
+        assert [cm(8192, 4, 4096, 7168, u) for u in (False, True)] == [2, 2]
+        assert [cm(4096, 8, 4096, 7168, u) for u in (False, True)] == [2, 2]
+        assert cm(1024, 1, 4096, 7168, False) == cm(1024, 1, 7168, 2048, False) == 1
+        assert h.choose_grouped_config(8192, 4, 4096, 7168, 131, 2, False, profile).cluster_m == 1  # odd SMs
