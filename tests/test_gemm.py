@@ -41,6 +41,14 @@ def to_dev(x):
     return DeviceArray.from_numpy(np.ascontiguousarray(x), device=0, stream=0)
 
 
+def to_torch(torch, x, dev):
+    """A numpy operand as a torch tensor on ``dev`` (E4M3 as torch.float8_e4m3fn)."""
+    x = np.ascontiguousarray(x)
+    if x.dtype == np.dtype(ml_dtypes.float8_e4m3fn):
+        return torch.from_numpy(x.view(np.uint8)).to(dev).view(torch.float8_e4m3fn)
+    return torch.from_numpy(x).to(dev)
+
+
 def poisoned(shape, dtype):
     return to_dev(np.full(shape, np.nan, dtype=dtype))
 
@@ -326,13 +334,7 @@ def test_torch_side_stream_and_graph_replay():
     m, n, k = 256, 7168, 2048
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     dev = torch.device("cuda:0")
-
-    def t(x):
-        x = np.ascontiguousarray(x)
-        if x.dtype == np.dtype(ml_dtypes.float8_e4m3fn):
-            return torch.from_numpy(x.view(np.uint8)).to(dev).view(torch.float8_e4m3fn)
-        return torch.from_numpy(x).to(dev)
-
+    t = lambda x: to_torch(torch, x, dev)  # noqa: E731
     A, SA, B, SB = t(a8), t(sfa), t(b8), t(sfb)
     out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=dev)
     side = torch.cuda.Stream()
@@ -399,13 +401,7 @@ def test_torch_and_cupy_inputs_on_second_gpu():
     m, n, k = 200, 1024, 1536
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     dev = torch.device("cuda:1")
-
-    def t(x):
-        x = np.ascontiguousarray(x)
-        if x.dtype == np.dtype(ml_dtypes.float8_e4m3fn):
-            return torch.from_numpy(x.view(np.uint8)).to(dev).view(torch.float8_e4m3fn)
-        return torch.from_numpy(x).to(dev)
-
+    t = lambda x: to_torch(torch, x, dev)  # noqa: E731
     torch.cuda.set_device(0)
     A, SA, B, SB = t(a8), t(sfa), t(b8), t(sfb)
     out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=dev)
