@@ -17,6 +17,11 @@
 // (kTmaStore == 2), the output is staged in the ring itself once its last K block is
 // consumed, which frees a dedicated staging buffer's room for one more stage.
 //
+// kResidentA > 0 (dense, K <= kResidentA * 128): a CTA keeps its M-block's whole A block in
+// shared memory and walks a contiguous run of tiles along N (TileWalker's chunked walk), so A
+// is loaded once per run instead of once per tile; only B streams through the ring. Short K
+// is bound by L2 throughput, where A's re-reads were most of the bytes (docs/perf-log.md).
+//
 // With CLUSTER_M = 2, two CTAs of a cluster take vertically adjacent tiles
 // (same B columns) and each loads half of the B tile with TMA multicast into
 // both, halving B's L2->SM traffic; their consumers release a stage in both.
@@ -96,12 +101,16 @@ struct Tile {
 // window of 32 groups' cumulative tile counts, so finding a tile's group costs one
 // load round trip per 32 groups, not one per group. (Only the counts stay in
 // registers: the 192-row consumers have none to spare.)
-template <int BLOCK_M, int BLOCK_N, int kClusterM, bool kGrouped>
+// kChunked (dense): cluster c takes the contiguous run [c * chunk, (c + 1) * chunk) of the
+// scheduler's order instead of every num_clusters-th tile (with group_n = the N-block count,
+// a run stays on one M-block for up to a row of tiles).
+template <int BLOCK_M, int BLOCK_N, int kClusterM, bool kGrouped, bool kChunked = false>
 struct TileWalker {
   TileScheduler<kClusterM> dense;
   GroupRows rows;
   i32 n_blocks, group_n, M;
   i32 t, step;
+  i32 t_first = 0, t_end = 0;  // kChunked: this cluster's run
   u32 rank;
   i32 g0 = 0;         // the window: groups [g0, g0 + 32)
   i32 lane_incl = 0;  // tiles of all groups up to this lane's, inclusive
@@ -113,6 +122,12 @@ struct TileWalker {
       : dense((m + BLOCK_M - 1) / BLOCK_M, (n + BLOCK_N - 1) / BLOCK_N, group), rows(groups),
         n_blocks((n + BLOCK_N - 1) / BLOCK_N), group_n(group), M(m), t(first), step(stride), rank(r) {
     if constexpr (kGrouped) load_window(0);
+    if constexpr (kChunked) {
+      const i32 chunk = (dense.num_tiles + stride - 1) / stride;
+      t_first = t = first * chunk;
+      t_end = min(t_first + chunk, dense.num_tiles);
+      step = 1;
+    }
   }
 
   // Cluster tiles a group of `num_rows` rows takes. Pairs stay inside a group: its M-blocks two by
@@ -143,12 +158,15 @@ struct TileWalker {
 
   // Whether this walk had a tile `back` places before its position (1: the one next()
   // returned last). (Positions are first + k * step with first < step.)
-  DEVICE bool tile_before(i32 back) const { return t - back * step >= 0; }
+  DEVICE bool tile_before(i32 back) const {
+    if constexpr (kChunked) return t - back >= t_first;
+    return t - back * step >= 0;
+  }
 
   DEVICE bool next(Tile& tile) {
     i32 mb, nb;
     if constexpr (!kGrouped) {
-      if (t >= dense.num_tiles) return false;
+      if (t >= (kChunked ? t_end : dense.num_tiles)) return false;
       dense.tile(t, rank, mb, nb);
       tile = Tile{0, mb * BLOCK_M, M, nb * BLOCK_N};
     } else {
@@ -249,9 +267,10 @@ constexpr int wave_n(int block_n) { return block_n == 256 ? 128 : block_n; }
 // own, 2 in the ring of stages once drained (see kOutInRing); 0 stores straight from
 // registers. kGrouped: M-grouped GEMM (see GroupRows): B is [G * N, K] (group g's rows at
 // g * N), sfa / sfb advance by sfa_stride_g / sfb_stride_g per group, and sfa's row index
-// restarts at g * group_stride (masked layout).
+// restarts at g * group_stride (masked layout). kResidentA: K blocks of A kept resident (0:
+// A streams with B; else the launch guarantees K <= kResidentA * 128; see the top).
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
-          int kTmaStore, int kGrouped>
+          int kTmaStore, int kGrouped, int kResidentA>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
 __global__ void __launch_bounds__((fp8gemm::math_warpgroups(BLOCK_M) + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
@@ -296,8 +315,10 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // itself: going through an integer would hide the address space, and every access would
   // compile to a generic LD/ST instead of LDS/STS.
   u8* smem = smem_raw + ((1024 - (ptx::smem_addr(smem_raw) & 1023)) & 1023);
-  u8* smem_a = smem;
-  u8* smem_b = smem + STAGES * kTileBytesA;
+  static_assert(kResidentA == 0 || (!kGrouped && !kOutInRing), "resident A: dense, output not in the ring");
+  constexpr u32 kBytesA = (kResidentA ? kResidentA : STAGES) * kTileBytesA;
+  u8* smem_a = smem;  // resident A: K block kb at kb * kTileBytesA; else stage s's at s * kTileBytesA
+  u8* smem_b = smem + kBytesA;
   // The output tile, in column slabs of 32 bytes x 64 rows (one TMA store box each,
   // 32-byte swizzle), one set of slabs per consumer warpgroup.
   constexpr int kOutBytes = kOutFp32 ? 4 : 2;
@@ -352,8 +373,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   const GroupRows groups{group_starts, group_ends, group_counts, group_stride, M, num_groups};
   // Each role of the CTA walks the same tiles with its own walker.
   auto walker = [&]() {
-    return TileWalker<BLOCK_M, BLOCK_N, CLUSTER_M, bool(kGrouped)>(groups, M, N, group_n, cluster_id,
-                                                                   num_clusters, rank);
+    return TileWalker<BLOCK_M, BLOCK_N, CLUSTER_M, bool(kGrouped), (kResidentA > 0)>(
+        groups, M, N, group_n, cluster_id, num_clusters, rank);
   };
   const i32 num_k_blocks = (K + kBlockK - 1) / kBlockK;
 
@@ -405,6 +426,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       const bool leader = ptx::elect_one();
       if (kGrouped || leader) {
         u32 it = 0, tile_count = 0;
+        i32 resident_m0 = -1;  // kResidentA: the M-block whose A is in shared memory
         auto tiles = walker();
         if (leader) FP8GEMM_MARK(7);  // walker built
         for (Tile tile; tiles.next(tile); ++tile_count) {
@@ -412,13 +434,21 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           if (leader) {
             // The tile before's output, staged over the ring, has been read by its stores.
             if (kOutInRing && tile_count > 0) ptx::mbar_wait(ring_free, (tile_count - 1) & 1);
+            // Resident A: loaded with the tile's stages when the M-block changes, once the
+            // consumers are done with the last K block issued (and so with the old A).
+            const bool load_a = kResidentA == 0 || tile.m0 != resident_m0;
+            if (kResidentA && load_a && it > 0) ptx::mbar_wait(&empty[(it - 1) % STAGES], ((it - 1) / STAGES) & 1);
+            resident_m0 = tile.m0;
             for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
               if (kFirstStageAlone && it == 1) ptx::mbar_wait(&full[0], 0);
               const u32 s = it % STAGES, round = it / STAGES;
               ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
               // TMA counts the whole box, out-of-bounds zero fill included.
-              ptx::mbar_arrive_expect_tx(&full[s], kTileBytesA + kTileBytesB);
-              ptx::tma_load_2d(smem_a + s * kTileBytesA, &tmap_a, &full[s], kb * kBlockK, tile.m0);
+              ptx::mbar_arrive_expect_tx(&full[s], (load_a ? kTileBytesA : 0) + kTileBytesB);
+              if (load_a) {
+                ptx::tma_load_2d(smem_a + (kResidentA ? u32(kb) : s) * kTileBytesA, &tmap_a, &full[s],
+                                 kb * kBlockK, tile.m0);
+              }
               u8* slice = smem_b + s * kTileBytesB + rank * kSliceRowsB * kBlockK;
               const i32 row_b = tile.group * N + tile.n0 + rank * kSliceRowsB;
               if constexpr (CLUSTER_M > 1) {
@@ -740,9 +770,11 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
     // Wait for stage at's data (first wave), issue m-wave w's (n-wave v's) four wgmma into p
     // (not waited), and read its scales for this thread's rows and the tile's B block(s) into sc.
-    auto issue = [&](float (&p)[kWaveN / 2], RingPos at, float (&sc)[4], int w = 0, int v = 0) {
+    // (K block kb's A: in stage at.s, or resident at slot kb.)
+    auto issue = [&](float (&p)[kWaveN / 2], RingPos at, i32 kb, float (&sc)[4], int w = 0, int v = 0) {
       if (w == 0 && v == 0) ptx::mbar_wait(&full[at.s], at.phase);
-      const u32 desc_a = desc_a0 + at.s * (kTileBytesA / 16) + w * (64 * kBlockK / 16);
+      const u32 a_slot = kResidentA ? u32(kb) : at.s;
+      const u32 desc_a = desc_a0 + a_slot * (kTileBytesA / 16) + w * (64 * kBlockK / 16);
       const u32 desc_b = desc_b0 + at.s * (kTileBytesB / 16) + v * (kWaveN * kBlockK / 16);
 #pragma unroll
       for (int i = 0; i < kWaveN / 2; ++i) ptx::fence_operand(p[i]);
@@ -802,13 +834,13 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 
     if constexpr (!kOverlap) {
       // Unrolled by two: measured 9% faster than the plain loop (docs/perf-log.md, v6).
-      auto step = [&]() {
+      auto step = [&](i32 kb) {
 #pragma unroll
         for (int w = 0; w < kMWaves; ++w) {
 #pragma unroll
           for (int v = 0; v < kNWaves; ++v) {
             float sc[4];
-            issue(part, pos, sc, w, v);
+            issue(part, pos, kb, sc, w, v);
             ptx::wgmma_wait<0>();
             retire(Flag<false>{}, part, pos, sc, w, v);
           }
@@ -825,7 +857,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #pragma unroll
           for (int v = 0; v < kNWaves; ++v) {
             float sc[4];
-            issue(part, pos, sc, w, v);
+            issue(part, pos, 0, sc, w, v);
             if (math_tid == 0 && w == 0 && v == 0 && !tiles.tile_before(2)) FP8GEMM_MARK(9);  // first stage landed
             if (v == 0) stage(w);  // all of acc[w], before n-wave 0 overwrites it
             ptx::wgmma_wait<0>();
@@ -839,13 +871,13 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           ptx::bar_arrive(bar_staged, kWarpgroup + 32);
         }
         for (i32 kb = 1; kb < num_k_blocks; kb += 2) {
-          step();
-          if (kb + 1 < num_k_blocks) step();
+          step(kb);
+          if (kb + 1 < num_k_blocks) step(kb + 1);
         }
       } else {
         for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
-          step();
-          if (kb + 1 < num_k_blocks) step();
+          step(kb);
+          if (kb + 1 < num_k_blocks) step(kb + 1);
         }
       }
     } else {
@@ -857,9 +889,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         float sc0[4], sc1[4];
         const bool pair = kb + 1 < num_k_blocks;
         const RingPos second = pos.next();
-        issue(part, pos, sc0);
+        issue(part, pos, kb, sc0);
         if (pair) {
-          issue(part2, second, sc1);
+          issue(part2, second, kb + 1, sc1);
           ptx::wgmma_wait<1>();
         } else {
           ptx::wgmma_wait<0>();

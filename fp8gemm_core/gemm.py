@@ -56,7 +56,8 @@ _plans: dict[tuple, _Plan] = {}
 
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int, grouped: bool = False) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
-            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {_tma_store_mode(cfg)}, {int(grouped)}>")
+            f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {_tma_store_mode(cfg)}, {int(grouped)}, "
+            f"{cfg.resident_a}>")
     prelude = wgmma_fp8_source(heuristics.wgmma_n(cfg.block_n))
     if uses_ffma_reuse_chain(cfg.block_m, cfg.block_n, cfg.cluster_m, grouped):
         prelude += "\n// fp8gemm_core sass pass: ffma-reuse-chain\n"
@@ -102,6 +103,12 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
                                          overlap=overlap, staged_out_bytes=staged)
                         for c_mode in (0, 1, 2) if dense else ():
                             specs.append(_kernel_spec(cfg, out_fp32, c_mode))
+                        # Resident A (heuristics.with_resident_a): large dense pairs, bf16 staged.
+                        if dense and cluster_m == 2 and staged == 2 and not overlap and (bm, bn) in LARGE_TILE_SPEED:
+                            for k_blocks in range(1, heuristics.RESIDENT_A_MAX_K_BLOCKS + 1):
+                                resident = heuristics.with_resident_a(cfg, k_blocks, 1)
+                                for c_mode in (0, 1, 2) if resident is not None else ():
+                                    specs.append(_kernel_spec(resident, out_fp32, c_mode))
                         if grouped:
                             specs.append(_kernel_spec(cfg, out_fp32, 0, grouped=True))
                             ring = heuristics.output_in_ring(cfg, (4 if out_fp32 else 2) if tma_store else 0)

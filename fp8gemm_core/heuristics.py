@@ -86,6 +86,21 @@ N_WAVES_MIN_K = 4096
 # ... but as CTA pairs from this K (see EPILOGUE_K; not measured below).
 PAIRED_N_WAVES_MIN_K = 512
 
+# Resident A (dense, CTA pairs, bf16 output staged): up to this many K blocks of A stay in
+# shared memory while a CTA walks a run of tiles along N, from RESIDENT_A_MIN_WAVES tiles per
+# CTA. Short K is bound by L2 throughput, and A's re-reads by every N-block were most of it
+# (ncu, H100: 512 of 695 MB at 4096x32768x512). Loading A once per M-block, timed: +15-16% at
+# K = 512 and +23% at 384 on an H100 (perf log session 14). Four fit beside three B stages
+# and the staged output of a 128x256 tile.
+RESIDENT_A_MAX_K_BLOCKS = 4
+RESIDENT_A_MIN_WAVES = 4
+# ... with a grid whose runs stay in step: each run a whole number of rows of N-blocks, or a
+# row split evenly, so that all runs reach an N-block together and share its B in L2
+# (8192x32768x512 on 66 clusters, runs out of step: -1% against A streamed, on 64: +18%;
+# 3000x32768x512 on 60 clusters, runs of 25.6 N-blocks: -5%). Only where that keeps this
+# share of the clusters.
+RESIDENT_A_MIN_GRID = 0.9
+
 # Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times. 256x128 ran over
 # 128x112-192 on masked and dense shapes with 256-512 rows (perf log session 13) at 0.63-0.74
 # of 128x160-192 tile times per m-wave on an H100 and on an H200 alike.
@@ -138,6 +153,7 @@ class GemmConfig:
     overlap: bool = False  # promote one K block while the next one's wgmma run (BLOCK_N <= MAX_OVERLAP_N)
     staged_out_bytes: int = 0  # bytes per output element staged in shared memory for a TMA store (0: none)
     out_in_ring: bool = False  # the output is staged over the drained ring, not in a buffer of its own
+    resident_a: int = 0  # > 0: A's K blocks kept in shared memory across a run of tiles (K <= 128 x this)
 
     @property
     def threads(self) -> int:
@@ -146,6 +162,9 @@ class GemmConfig:
     @property
     def smem_bytes(self) -> int:
         own_buffer = 0 if self.out_in_ring else self.block_m * self.block_n * self.staged_out_bytes
+        if self.resident_a:
+            return resident_a_smem_bytes(self.block_m, self.block_n, self.staged_out_bytes,
+                                         self.resident_a, self.stages)
         return self.stages * stage_bytes(self.block_m, self.block_n) + own_buffer + SMEM_RESERVED
 
 
@@ -292,9 +311,42 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         # SMs: their tile counts are estimates (masked) and vary per call.
         waves = math.ceil(tiles / grid)
         grid = min(grid, math.ceil(math.ceil(tiles / waves) / cm) * cm)
-    return GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes),
-                      group_n=min(GROUP_N, n_blocks), num_sms=grid,
-                      cluster_m=cm, overlap=overlap, staged_out_bytes=staged_out_bytes)
+    cfg = GemmConfig(block_m=bm, block_n=bn, stages=stages_for(bm, bn, staged_out_bytes),
+                     group_n=min(GROUP_N, n_blocks), num_sms=grid,
+                     cluster_m=cm, overlap=overlap, staged_out_bytes=staged_out_bytes)
+    k_blocks = math.ceil(k / BLOCK_K)
+    if (num_groups is None and large and cm == 2 and staged_out_bytes == 2 and not overlap
+            and k_blocks <= RESIDENT_A_MAX_K_BLOCKS and tiles >= RESIDENT_A_MIN_WAVES * grid):
+        m_pairs = math.ceil(math.ceil(m / bm) / cm)
+        clusters = max(c for c in range(1, grid // cm + 1)
+                       if m_pairs % c == 0 or (c % m_pairs == 0 and n_blocks % (c // m_pairs) == 0))
+        resident = with_resident_a(cfg, k_blocks, n_blocks)
+        if resident is not None and clusters >= RESIDENT_A_MIN_GRID * (grid // cm):
+            cfg = dataclasses.replace(resident, num_sms=clusters * cm)
+    return cfg
+
+
+def resident_a_smem_bytes(block_m: int, block_n: int, staged_out_bytes: int, k_blocks: int,
+                          stages: int) -> int:
+    """Shared memory of a resident-A kernel, counted exactly (it is tight: a 128x256 tile's
+    three B stages fit by 700 bytes): alignment slack to 1024 bytes, A's K blocks, the B ring
+    and its scales, the staged output, and the full / empty mbarriers."""
+    b_stage = stage_bytes(block_m, block_n) - block_m * BLOCK_K
+    return (1024 + k_blocks * block_m * BLOCK_K + stages * b_stage
+            + block_m * block_n * staged_out_bytes + 16 * stages)
+
+
+def with_resident_a(cfg: GemmConfig, k_blocks: int, n_blocks: int) -> GemmConfig | None:
+    """``cfg`` with ``k_blocks`` K blocks of A resident and its walk in runs along all
+    ``n_blocks`` N-blocks, or None where fewer than MIN_STAGES B stages would fit beside them."""
+    fits = [st for st in range(MIN_STAGES, MAX_STAGES + 1) if resident_a_smem_bytes(
+        cfg.block_m, cfg.block_n, cfg.staged_out_bytes, k_blocks, st) <= SMEM_LIMIT]
+    if not fits:
+        return None
+    stages = fits[-1]
+    # One band of all N-blocks: the scheduler's order runs along N, and a CTA's run of tiles
+    # (TileWalker's chunked walk) stays on one M-block for up to n_blocks tiles.
+    return dataclasses.replace(cfg, stages=stages, resident_a=k_blocks, group_n=n_blocks)
 
 
 def choose_grouped_config(m: int, num_groups: int, n: int, k: int, num_sms: int,

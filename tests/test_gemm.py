@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fp8gemm_core as fg
-from fp8gemm_core import heuristics
+from fp8gemm_core import gemm, heuristics
 from fp8gemm_core import reference as ref
 from fp8gemm_core.arrays import DeviceArray, StridedView
 
@@ -182,8 +182,10 @@ def test_tiles_store_in_the_next_tiles_shadow(tile, out_dtype, num_sms, k, monke
     # Walks of many tiles per CTA (2 and 6 SMs), of two (60 SMs: with the overlapped loop
     # on 128-wide tiles) and of one; one K block (the first block only) and more; partial
     # last tiles in M and N. (256x128 with fp32 out has no room to stage: register stores.)
+    # A streams with B here (resident A: test_resident_a).
     monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
     monkeypatch.setattr(heuristics, "N_WAVES_MIN_K", 0)
+    monkeypatch.setattr(heuristics, "RESIDENT_A_MAX_K_BLOCKS", 0)
     rng, seed = _rng()
     # Distinct shapes per tile and dtype (plans are cached); M-blocks even for 256-row tiles.
     m = 1100 + 64 * FORCED_TILES.index(tile) + 16 * (out_dtype == BF16) + 1
@@ -196,6 +198,47 @@ def test_tiles_store_in_the_next_tiles_shadow(tile, out_dtype, num_sms, k, monke
     finally:
         fg.set_num_sms(None)
     check_against_reference(a8, sfa, b8, sfb, out, out_dtype=out_dtype, rng=rng, seed=seed)
+
+
+RESIDENT_TILES = [(128, 256), (256, 128), (192, 128)]
+
+
+@requires_gpu
+@pytest.mark.parametrize("tile", RESIDENT_TILES)
+@pytest.mark.parametrize("num_sms,k,with_c", [(None, 512, False), (6, 384, True), (2, 208, False),
+                                              (10, 128, False), (None, 464, True)])
+def test_resident_a(tile, num_sms, k, with_c, monkeypatch):
+    # K <= 512: A's K blocks stay in shared memory while a CTA runs along N. Runs that end
+    # inside an M-block row and continue in the next (A reloaded once the consumers are done
+    # with the old one: 2, 6 and 10 SMs), partial last tiles in M and N, K not a multiple of
+    # 128 (TMA zero fill), with C.
+    monkeypatch.setattr(heuristics, "LARGE_TILE_SPEED", {tile: 1.0})
+    monkeypatch.setattr(heuristics, "N_WAVES_MIN_K", 0)
+    chosen = gemm.choose_gemm_config
+
+    def resident_on_any_grid(m, n, k, num_sms, staged=0, **kw):  # (the heuristics keep runs in step)
+        cfg = chosen(m, n, k, num_sms, staged, **kw)
+        return heuristics.with_resident_a(cfg, -(-k // 128), -(-n // cfg.block_n)) or cfg
+
+    monkeypatch.setattr(gemm, "choose_gemm_config", resident_on_any_grid)
+    rng, seed = _rng()
+    m = 1500 + 8 * RESIDENT_TILES.index(tile) + 4 * with_c  # plans: per shape; M-blocks even or >= 8
+    n = 2112 - 16
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    c = rng.standard_normal((m, n)).astype(np.float32).astype(BF16) if with_c else None
+    out = poisoned((m, n), BF16)
+    try:
+        fg.set_num_sms(num_sms)
+        cfg = resident_on_any_grid(m, n, k, fg.get_num_sms(), 2)
+        # (256x128 keeps at most three K blocks: four would leave room for two B stages only.)
+        resident = 0 if tile == (256, 128) and k > 384 else -(-k // 128)
+        assert (cfg.block_m, cfg.block_n, cfg.cluster_m, cfg.resident_a) == (*tile, 2, resident), cfg
+        fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                       c=None if c is None else to_dev(c))
+    finally:
+        fg.set_num_sms(None)
+    check_against_reference(a8, sfa, b8, sfb, out, c=None if c is None else c.astype(np.float32), rng=rng,
+                            seed=seed)
 
 
 @requires_gpu

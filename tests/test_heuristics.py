@@ -284,3 +284,22 @@ def test_grouped_cta_pairs_over_many_waves():
         assert [cm(8192, 4, 4096, 7168, u) for u in (False, True)] == ([2, 2] if profile == "h100" else [1, 1])
         assert cm(1024, 1, 4096, 7168, False) == cm(1024, 1, 7168, 2048, False) == 1
         assert h.choose_grouped_config(8192, 4, 4096, 7168, 131, 2, False, profile).cluster_m == 1  # odd SMs
+
+
+def test_resident_a_at_short_k():
+    # K <= 512 on many waves of dense CTA pairs with a staged bf16 output: A stays in shared
+    # memory (timed +15-23% at K = 384-512, perf log session 14), walked in runs along all of N.
+    for profile in h.PROFILES:
+        cfg = h.choose_gemm_config(4096, 32768, 512, 132, 2, profile=profile)
+        assert (cfg.block_m, cfg.block_n, cfg.cluster_m, cfg.resident_a) == (128, 256, 2, 4)
+        assert cfg.group_n == 32768 // 256 and cfg.stages == 3 and cfg.smem_bytes <= h.SMEM_LIMIT
+        assert h.choose_gemm_config(4096, 32768, 384, 132, 2, profile=profile).resident_a == 3
+    # Not: longer K, fp32 or register-stored output, grouped GEMMs, few tiles per CTA.
+    assert h.choose_gemm_config(4096, 32768, 640, 132, 2).resident_a == 0
+    assert h.choose_gemm_config(4096, 32768, 512, 132, 4).resident_a == 0
+    assert h.choose_gemm_config(4096, 32768, 512, 132, 0).resident_a == 0
+    assert h.choose_gemm_config(8192, 4096, 512, 132, 2, num_groups=4).resident_a == 0
+    assert h.choose_gemm_config(1024, 2048, 512, 132, 2).resident_a == 0
+    # Counted exactly: one more B stage would not fit.
+    cfg = h.choose_gemm_config(4096, 32768, 512, 132, 2)
+    assert h.resident_a_smem_bytes(128, 256, 2, 4, cfg.stages + 1) > h.SMEM_LIMIT
