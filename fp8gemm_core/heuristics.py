@@ -317,13 +317,19 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     k_blocks = math.ceil(k / BLOCK_K)
     if (num_groups is None and large and cm == 2 and staged_out_bytes == 2 and not overlap
             and k_blocks <= RESIDENT_A_MAX_K_BLOCKS and tiles >= RESIDENT_A_MIN_WAVES * grid):
-        m_pairs = math.ceil(math.ceil(m / bm) / cm)
-        clusters = max(c for c in range(1, grid // cm + 1)
-                       if m_pairs % c == 0 or (c % m_pairs == 0 and n_blocks % (c // m_pairs) == 0))
+        clusters = _in_step_clusters(math.ceil(math.ceil(m / bm) / cm), n_blocks, grid // cm)
         resident = with_resident_a(cfg, k_blocks, n_blocks)
         if resident is not None and clusters >= RESIDENT_A_MIN_GRID * (grid // cm):
             cfg = dataclasses.replace(resident, num_sms=clusters * cm)
     return cfg
+
+
+def _in_step_clusters(m_pairs: int, n_blocks: int, max_clusters: int) -> int:
+    """The most clusters, up to ``max_clusters``, whose runs of the resident-A walk (the
+    cluster tiles in rows of ``n_blocks``, ``m_pairs`` rows, split into equal runs) all reach
+    an N-block at the same step: each run whole rows, or a row split evenly."""
+    return max(c for c in range(1, max_clusters + 1)
+               if m_pairs % c == 0 or (c % m_pairs == 0 and n_blocks % (c // m_pairs) == 0))
 
 
 def resident_a_smem_bytes(block_m: int, block_n: int, staged_out_bytes: int, k_blocks: int,
