@@ -54,8 +54,9 @@ LARGE_TILE_SPEED = {(192, 128): 1.00, (128, 192): 0.98, (128, 128): 0.94, (128, 
 UNPAIRED_TILE_SPEED = {"h200": {(256, 128): 0.98}, "h100": {(256, 128): 1.10, (128, 256): 1.10}}
 # Dense CTA pairs: 128x256 over 256x128 pairs at K >= 4096 1.00-1.02x on an H100 (perf log
 # session 12), +1.3% on an H200 (session 14; ties in session 12): 1.04 on both. (At short K
-# it gains more, see EPILOGUE_K.)
-PAIRED_TILE_SPEED = {"h200": {(128, 256): 1.04}, "h100": {(128, 256): 1.04}}
+# it gains more, see EPILOGUE_K.) 128x128 pairs over many waves ran at 0.856-0.859 of 128x256
+# pairs' speed per tile area on both GPUs (2048x7168x16384, session 15): 0.89.
+PAIRED_TILE_SPEED = {"h200": {(128, 256): 1.04, (128, 128): 0.89}, "h100": {(128, 256): 1.04, (128, 128): 0.89}}
 # Hopper GPUs with at least this much memory (HBM3e: H200, GH200 144 GB) plan as "h200",
 # the others (HBM3: H100 SXM/PCIe/NVL, H800, GH200 96 GB) as "h100".
 H200_MIN_MEMORY = 120 << 30
@@ -298,11 +299,6 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
     # is faster (H200, perf log session 6: 128x128 at 4096x4096x7168 +2.3% without it,
     # 512x4096x7168 -3.8%).
     overlap = uses_overlap(bm, bn) and count_tiles(bm, bn, cm) <= 2 * num_sms
-    if large and num_groups is None and (bm, bn) == (128, 128) and not overlap:
-        # Measured (H200, perf log session 6): these pairs cost more in coupling than the
-        # halved B traffic saves (+1.7-1.9% without; 128x160 / 192x128 / 128x192 gain 1-8%
-        # from pairs).
-        cm = 1
     tiles = math.ceil(count_tiles(bm, bn, cm))
     grid = min(num_sms, tiles) // cm * cm
     if num_groups is None:
