@@ -269,10 +269,15 @@ constexpr int wave_n(int block_n) { return block_n == 256 ? 128 : block_n; }
 // g * N), sfa / sfb advance by sfa_stride_g / sfb_stride_g per group, and sfa's row index
 // restarts at g * group_stride (masked layout). kResidentA: K blocks of A kept resident (0:
 // A streams with B; else the launch guarantees K <= kResidentA * 128; see the top).
+// kSplitK > 1: split-K across a cluster of kSplitK CTAs, which take the same tiles, each a
+// contiguous share of the K blocks, and add their fp32 partial tiles through distributed
+// shared memory (each sums 1/kSplitK of the tile, in rank order, and stores it): small M,
+// where few tiles leave SMs idle or every tile re-reads all of A (see reduce_tile).
 template <int BLOCK_M, int BLOCK_N, int STAGES, int CLUSTER_M, int kOverlap, int kOutFp32, int kCMode,
-          int kTmaStore, int kGrouped, int kResidentA>
+          int kTmaStore, int kGrouped, int kResidentA, int kSplitK>
 // The cluster shape is compiled in, so a plain cuLaunchKernel launches it.
-__global__ void __launch_bounds__((fp8gemm::math_warpgroups(BLOCK_M) + 1) * 128, 1) __cluster_dims__(CLUSTER_M, 1, 1)
+__global__ void __launch_bounds__((fp8gemm::math_warpgroups(BLOCK_M) + 1) * 128, 1)
+__cluster_dims__(CLUSTER_M * kSplitK, 1, 1)
 fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const __grid_constant__ TmaDescriptor tmap_b,
             const __grid_constant__ TmaDescriptor tmap_d,
@@ -302,6 +307,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   static_assert(CLUSTER_M == 1 || CLUSTER_M == 2, "CLUSTER_M must be 1 or 2");  // (TileWalker's pairs too)
   static_assert(!kGrouped || kCMode == 0, "grouped: no C");
   static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
+  static_assert(kSplitK >= 1 && kSplitK <= 8, "split-K over 1 to 8 CTAs (portable cluster sizes)");
+  static_assert(kSplitK == 1 || (CLUSTER_M == 1 && !kGrouped && kResidentA == 0 && kTmaStore == 0 && kMWaves == 1),
+                "split-K: dense, no CTA pairs, resident A or staged output, one m-wave");
   // kOutInRing: a tile's output is staged over the ring of stages (A's, then B's), after
   // every consumer is done with its last K block; the producer starts a CTA's next tile
   // only once those stores have read it (ring_free). Chosen where a CTA is expected to
@@ -324,7 +332,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   constexpr int kOutBytes = kOutFp32 ? 4 : 2;
   constexpr int kSlabCols = 32 / kOutBytes;
   constexpr u32 kSlabBytes = 64 * 32;
-  constexpr u32 kTileBytesD = kTmaStore == 1 ? BLOCK_M * BLOCK_N * kOutBytes : 0;
+  // (split-K: the fp32 partial tile, in accumulator order: see reduce_tile)
+  constexpr u32 kTileBytesD = kTmaStore == 1 ? BLOCK_M * BLOCK_N * kOutBytes : kSplitK > 1 ? BLOCK_M * BLOCK_N * 4 : 0;
   static_assert(!kTmaStore || BLOCK_N % kSlabCols == 0, "BLOCK_N must fill whole output slabs");
   static_assert(!kOutInRing || BLOCK_M * BLOCK_N * kOutBytes <= STAGES * (kTileBytesA + kTileBytesB),
                 "the output tile must fit in the ring");
@@ -332,10 +341,14 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   u64* full = reinterpret_cast<u64*>(smem_b + STAGES * kTileBytesB + kTileBytesD);
   u64* empty = full + STAGES;
   u64* ring_free = empty + STAGES;  // kOutInRing: a tile's staged output has been read
+  // Split-K: the other CTAs' partial sums for our share of the tile have arrived (red_full);
+  // they have summed what we sent them, so we may send again (red_empty).
+  u64* red_full = ring_free;
+  u64* red_empty = ring_free + 1;
   // Per stage: the A scales of the tile's BLOCK_M rows, then the (up to) two B scales.
   // (16-byte aligned for the bulk copies: two barrier slots for ring_free.)
   constexpr int kScaleStride = BLOCK_M + 4;
-  float* smem_scales = reinterpret_cast<float*>(ring_free + (kOutInRing ? 2 : 0));
+  float* smem_scales = reinterpret_cast<float*>(ring_free + (kOutInRing || kSplitK > 1 ? 2 : 0));
 
 #ifdef FP8GEMM_EXPERIMENT_TIMELINE
   // Timing experiments only (scripts/masked_probe.py): per CTA, the globaltimer at a few
@@ -350,7 +363,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
 #endif
   const u32 warp = ptx::warp_id_uniform();
   const u32 rank = CLUSTER_M > 1 ? ptx::cluster_ctarank() : 0;
-  const i32 cluster_id = blockIdx.x / CLUSTER_M, num_clusters = gridDim.x / CLUSTER_M;
+  const u32 split = kSplitK > 1 ? ptx::cluster_ctarank() : 0;  // this CTA's share of K
+  constexpr int kClusterSize = CLUSTER_M * kSplitK;
+  const i32 cluster_id = blockIdx.x / kClusterSize, num_clusters = gridDim.x / kClusterSize;
   if (threadIdx.x == 0) {
     ptx::tma_prefetch_descriptor(&tmap_a);
     ptx::tma_prefetch_descriptor(&tmap_b);
@@ -362,11 +377,18 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       ptx::mbar_init(&empty[s], CLUSTER_M * kMathWarpgroups * 4);
     }
     if constexpr (kOutInRing) ptx::mbar_init(ring_free, kMathWarpgroups);  // one per warpgroup
+    if constexpr (kSplitK > 1) {
+      ptx::mbar_init(red_full, 1);  // our arrival with the bytes the others send
+      ptx::mbar_init(red_empty, (kSplitK - 1) * kMathWarpgroups * 4);  // each other CTA's consumer warps
+    }
     ptx::fence_barrier_init();
   }
   // Peers arrive on our barriers and multicast into our stages: all barriers of the
   // cluster must be initialised first.
+  // Split-K: the first message to a peer comes after the main loop, where the consumers
+  // wait for this barrier (see reduce_tile); the others need their peers at once.
   if constexpr (CLUSTER_M > 1) ptx::cluster_sync();
+  else if constexpr (kSplitK > 1) ptx::cluster_arrive_relaxed(), __syncthreads();
   else __syncthreads();
   if (threadIdx.x == 0) FP8GEMM_MARK(6);  // barriers initialised
 
@@ -377,6 +399,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         groups, M, N, group_n, cluster_id, num_clusters, rank);
   };
   const i32 num_k_blocks = (K + kBlockK - 1) / kBlockK;
+  // This CTA's K blocks: all, or its contiguous share of them (split-K).
+  const i32 kb_begin = i32(split) * num_k_blocks / kSplitK, kb_end = (i32(split) + 1) * num_k_blocks / kSplitK;
 
   // kShadowStore: a tile's result stays in acc until the next tile's first K block, and
   // each 64-row slice goes to shared memory while that block's wgmma for the same m-wave
@@ -439,7 +463,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
             const bool load_a = kResidentA == 0 || tile.m0 != resident_m0;
             if (kResidentA && load_a && it > 0) ptx::mbar_wait(&empty[(it - 1) % STAGES], ((it - 1) / STAGES) & 1);
             resident_m0 = tile.m0;
-            for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+            for (i32 kb = kb_begin; kb < kb_end; ++kb, ++it) {
               if (kFirstStageAlone && it == 1) ptx::mbar_wait(&full[0], 0);
               const u32 s = it % STAGES, round = it / STAGES;
               ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
@@ -498,7 +522,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
         const float* sfa_tile = sfa_g + i64(tile.m0 - row_base) * sfa_stride_m;
         const bool bulk = kBulkScales && sfa_stride_m == 1 && sfa_stride_k % 4 == 0 &&
                           tile.m_end - tile.m0 >= BLOCK_M && (reinterpret_cast<u64>(sfa_tile) & 15) == 0;
-        for (i32 kb = 0; kb < num_k_blocks; ++kb, ++it) {
+        for (i32 kb = kb_begin; kb < kb_end; ++kb, ++it) {
           const u32 s = it % STAGES, round = it / STAGES;
           ptx::mbar_wait(&empty[s], (round & 1) ^ 1);
           float* dst = smem_scales + s * kScaleStride;
@@ -751,8 +775,95 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
     }
   };
 
+  // Split-K epilogue of tile number t of this CTA's walk. CTA r of the cluster sums the
+  // float pairs [r * kOwned, (r + 1) * kOwned) of every thread's accumulator: each CTA
+  // sends those of its partial tile to CTA r's receive slot for its rank (st.async, counted
+  // by r's red_full; its own share with plain stores), then sums the kSplitK slots in rank
+  // order (the same order every run) and stores them, C added. Slot s, pairs k and k + 1 of
+  // thread i: a float4 at s * kSlotBytes + ((k / 2) * threads + i) * 16.
+  auto reduce_tile = [&](i32 n0, i32 m_end, i32 row0, i32 row1, u32 t) {
+    constexpr int kPairs = BLOCK_N / 4;
+    constexpr int kOwned = kPairs / kSplitK;
+    constexpr u32 kThreads = kMathWarpgroups * kWarpgroup;
+    constexpr u32 kSlotBytes = kOwned * kThreads * 8;
+    static_assert(kPairs % (2 * kSplitK) == 0, "split-K: an even number of float pairs per CTA, each pair summed");
+    if (math_tid == 0 && t == 0) FP8GEMM_MARK(11);  // main loop done
+    if (t == 0) {
+      ptx::cluster_wait();  // every peer runs, its barriers initialised
+    } else {
+      // We have summed the tile before out of our slots (told here, not then, so that no
+      // message is left in flight to a peer that has finished): the others may send again
+      // once they have too.
+      if (lane == 0) {
+#pragma unroll
+        for (u32 r = 0; r < kSplitK; ++r) {
+          if (r != split) ptx::mbar_arrive_cluster(red_empty, r);
+        }
+      }
+      ptx::mbar_wait(red_empty, (t - 1) & 1);
+    }
+    if (math_tid == 0) ptx::mbar_arrive_expect_tx(red_full, (kSplitK - 1) * kSlotBytes);
+    // Our slot (index split) in every CTA's receive buffer, this thread's first float4.
+    const u32 slot_offset = split * kSlotBytes + math_tid * 16;
+#pragma unroll
+    for (u32 r = 0; r < kSplitK; ++r) {
+#pragma unroll
+      for (int k = 0; k < kOwned; k += 2) {
+        const int p = r * kOwned + k;
+        const u32 offset = slot_offset + (k / 2) * kThreads * 16;
+        const float4 v = make_float4(acc[0][2 * p], acc[0][2 * p + 1], acc[0][2 * p + 2], acc[0][2 * p + 3]);
+        if (r == split) {
+          *reinterpret_cast<float4*>(smem_d + offset) = v;
+        } else {
+          ptx::st_async_f4(ptx::smem_addr(smem_d) + offset, red_full, r, v.x, v.y, v.z, v.w);
+        }
+      }
+    }
+    if (math_tid == 0 && t == 0) FP8GEMM_MARK(12);  // partial sent
+    ptx::mbar_wait(red_full, t & 1);
+    if (math_tid == 0 && t == 0) FP8GEMM_MARK(13);  // every partial in
+    const float4* slots = reinterpret_cast<const float4*>(smem_d) + math_tid;
+#pragma unroll
+    for (int k = 0; k < kOwned; k += 2) {
+      float4 v = slots[(k / 2) * kThreads];
+#pragma unroll
+      for (u32 r = 1; r < kSplitK; ++r) {
+        const float4 x = slots[r * (kSlotBytes / 16) + (k / 2) * kThreads];
+        v.x += x.x;
+        v.y += x.y;
+        v.z += x.z;
+        v.w += x.w;
+      }
+      // Pairs p and p + 1 (p even): 8-column chunk p / 2 of rows row0 and row1.
+      const i32 col = n0 + ((i32(split) * kOwned + k) >> 1) * 8 + col_in_chunk;
+      if (col >= N) continue;  // N % 2 == 0, so col + 1 < N as well
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const i32 row = h ? row1 : row0;
+        if (row >= m_end) continue;
+        float v0 = h ? v.z : v.x, v1 = h ? v.w : v.y;
+        if constexpr (kCMode == 1) {
+          const float* cr = static_cast<const float*>(c) + i64(row) * ldc + col;
+          v0 += cr[0];
+          v1 += cr[1];
+        } else if constexpr (kCMode == 2) {
+          const u16* cr = static_cast<const u16*>(c) + i64(row) * ldc + col;
+          v0 += ptx::bf16_to_float(cr[0]);
+          v1 += ptx::bf16_to_float(cr[1]);
+        }
+        if constexpr (kOutFp32) {
+          *reinterpret_cast<float2*>(static_cast<float*>(d) + i64(row) * ldd + col) = make_float2(v0, v1);
+        } else {
+          *reinterpret_cast<u32*>(static_cast<u16*>(d) + i64(row) * ldd + col) = ptx::pack_bf16x2(v0, v1);
+        }
+      }
+    }
+    if (math_tid == 0 && t == 0) FP8GEMM_MARK(14);  // share summed and stored
+  };
+
   auto tiles = walker();
   Tile tile;  // after the walk: its last tile (next() leaves it as it was)
+  u32 tile_count = 0;  // (split-K: the barriers' phases)
   while (tiles.next(tile)) {
     const i32 m0 = tile.m0, n0 = tile.n0, m_end = tile.m_end;
     const i32 row0_first = m0 + row_in_tile(0), row1_first = row0_first + 8;  // m-wave w: 64 w further
@@ -875,9 +986,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
           if (kb + 1 < num_k_blocks) step(kb + 1);
         }
       } else {
-        for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
+        for (i32 kb = kb_begin; kb < kb_end; kb += 2) {
           step(kb);
-          if (kb + 1 < num_k_blocks) step(kb + 1);
+          if (kb + 1 < kb_end) step(kb + 1);
         }
       }
     } else {
@@ -885,9 +996,9 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       // back and the first is promoted while the second's wgmma run. Nothing stays in
       // flight across iterations: with a wgmma pending over the loop's back edge, ptxas
       // serialized every wgmma (its note C7514), measured in all earlier versions.
-      for (i32 kb = 0; kb < num_k_blocks; kb += 2) {
+      for (i32 kb = kb_begin; kb < kb_end; kb += 2) {
         float sc0[4], sc1[4];
-        const bool pair = kb + 1 < num_k_blocks;
+        const bool pair = kb + 1 < kb_end;
         const RingPos second = pos.next();
         issue(part, pos, kb, sc0);
         if (pair) {
@@ -905,7 +1016,8 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
       }
     }
 
-    if constexpr (!kShadowStore) store_tile(m0, n0, m_end, row0_first, row1_first);
+    if constexpr (kSplitK > 1) reduce_tile(n0, m_end, row0_first, row1_first, tile_count++);
+    else if constexpr (!kShadowStore) store_tile(m0, n0, m_end, row0_first, row1_first);
   }
   if (math_tid == 0) FP8GEMM_MARK(3);  // last K block done
   if constexpr (kShadowStore) {
@@ -917,6 +1029,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   // Shared memory must outlive the last stores' reads of it.
   if (kTmaStore && math_tid % kWarpgroup == 0) ptx::tma_store_wait<0>();
   if (math_tid == 0) FP8GEMM_MARK(4);  // stored
-  // The peer may still arrive on our barriers: stay resident until it is done too.
+  // The peer may still arrive on our barriers: stay resident until it is done too. (Split-K:
+  // every message to us has arrived once our last red_full phase completed.)
   if constexpr (CLUSTER_M > 1) ptx::cluster_sync();
 }

@@ -114,6 +114,11 @@ DEVICE void cluster_sync() {
                    : "memory");
 }
 
+// The two halves of cluster_sync, for work between them: the arrival orders nothing (use it
+// after fence_barrier_init, whose release covers the barriers' initialisation).
+DEVICE void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory"); }
+DEVICE void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
 // Arrive on the barrier at the same shared-memory offset in CTA `cta` of this cluster.
 // CTA-scope release on purpose: consumers only signal that their (already
 // completed) wgmma reads are done; a cluster-scope release would add a costly
@@ -123,6 +128,17 @@ DEVICE void mbar_arrive_cluster(u64* bar, u32 cta) {
       "{\n .reg .b32 remote;\n mapa.shared::cluster.u32 remote, %0, %1;\n"
       " mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(bar)),
       "r"(cta)
+      : "memory");
+}
+
+// Four floats from this thread's registers into CTA `cta`'s shared memory at offset `local`
+// (an address of this CTA's window, mapped), counted as 16 bytes by that CTA's barrier at
+// `bar`'s offset: the data is visible to whoever sees the barrier's phase complete.
+DEVICE void st_async_f4(u32 local, const u64* bar, u32 cta, float a, float b, float c, float d) {
+  asm volatile(
+      "{\n .reg .b32 ra, rb;\n mapa.shared::cluster.u32 ra, %0, %6;\n mapa.shared::cluster.u32 rb, %1, %6;\n"
+      " st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [ra], {%2, %3, %4, %5}, [rb];\n}\n" ::"r"(local),
+      "r"(smem_addr(bar)), "f"(a), "f"(b), "f"(c), "f"(d), "r"(cta)
       : "memory");
 }
 

@@ -57,7 +57,7 @@ _plans: dict[tuple, _Plan] = {}
 def _kernel_spec(cfg: GemmConfig, out_fp32: bool, c_mode: int, grouped: bool = False) -> tuple[str, str, str]:
     name = (f"fp8_gemm_nt<{cfg.block_m}, {cfg.block_n}, {cfg.stages}, {cfg.cluster_m}, "
             f"{int(cfg.overlap)}, {int(out_fp32)}, {c_mode}, {_tma_store_mode(cfg)}, {int(grouped)}, "
-            f"{cfg.resident_a}>")
+            f"{cfg.resident_a}, {cfg.split_k}>")
     prelude = wgmma_fp8_source(heuristics.wgmma_n(cfg.block_n))
     if uses_ffma_reuse_chain(cfg.block_m, cfg.block_n, cfg.cluster_m, grouped):
         prelude += "\n// fp8gemm_core sass pass: ffma-reuse-chain\n"
@@ -114,6 +114,13 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
                             ring = heuristics.output_in_ring(cfg, (4 if out_fp32 else 2) if tma_store else 0)
                             if ring is not None:
                                 specs.append(_kernel_spec(ring, out_fp32, 0, grouped=True))
+    # Split-K over CTA pairs (heuristics.with_split_k): 64- and 128-row tiles up to MAX_BLOCK_N wide.
+    for bm, bn in tiles:
+        if bm <= 128 and bn <= heuristics.MAX_BLOCK_N:
+            cfg = GemmConfig(bm, bn, stages_for(bm, bn, 4), 1, 2, overlap=uses_overlap(bm, bn), split_k=2)
+            for out_fp32 in (False, True):
+                for c_mode in (0, 1, 2):
+                    specs.append(_kernel_spec(cfg, out_fp32, c_mode))
     return list(dict.fromkeys(specs))  # (out_staging can make two entries one)
 
 
@@ -332,11 +339,11 @@ def _make_plan(key: tuple, device: driver.Device) -> _Plan:
     source, name, prelude = _kernel_spec(cfg, out_fp32, c_mode)
     kernel = jit.get_kernel(source, name, prelude=prelude, options=_extra_nvrtc_options(),
                             device=device, max_dynamic_smem=cfg.smem_bytes)
-    if cfg.cluster_m > 1:
+    cluster = cfg.cluster_m * cfg.split_k
+    if cluster > 1:
         with device.activate():
-            resident = driver.max_active_clusters(kernel.handle, cfg.threads, cfg.smem_bytes,
-                                                  cfg.cluster_m)
-        cfg = dataclasses.replace(cfg, num_sms=min(cfg.num_sms, resident * cfg.cluster_m))
+            resident = driver.max_active_clusters(kernel.handle, cfg.threads, cfg.smem_bytes, cluster)
+        cfg = dataclasses.replace(cfg, num_sms=min(cfg.num_sms, resident * cluster))
     plan = _Plan(cfg, kernel)
     _plans[key] = plan
     return plan

@@ -102,6 +102,12 @@ RESIDENT_A_MIN_WAVES = 4
 # share of the clusters.
 RESIDENT_A_MIN_GRID = 0.9
 
+# Split-K over CTA pairs (with_split_k) for dense GEMMs of at most this many rows and K blocks
+# from this many: K = 7168 with N = 576-2112 +7% to +41% on an H100, N = 4096-7168 at K =
+# 7168-16384 0% to +4% (perf log session 15).
+SPLIT_K_MAX_M = 256
+SPLIT_K_MIN_K_BLOCKS = 56
+
 # Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times. 256x128 ran over
 # 128x112-192 on masked and dense shapes with 256-512 rows (perf log session 13) at 0.63-0.74
 # of 128x160-192 tile times per m-wave on an H100 and on an H200 alike.
@@ -155,6 +161,7 @@ class GemmConfig:
     staged_out_bytes: int = 0  # bytes per output element staged in shared memory for a TMA store (0: none)
     out_in_ring: bool = False  # the output is staged over the drained ring, not in a buffer of its own
     resident_a: int = 0  # > 0: A's K blocks kept in shared memory across a run of tiles (K <= 128 x this)
+    split_k: int = 1  # > 1: a cluster of this many CTAs splits each tile's K blocks and adds the partial tiles
 
     @property
     def threads(self) -> int:
@@ -166,6 +173,8 @@ class GemmConfig:
         if self.resident_a:
             return resident_a_smem_bytes(self.block_m, self.block_n, self.staged_out_bytes,
                                          self.resident_a, self.stages)
+        if self.split_k > 1:
+            own_buffer = self.block_m * self.block_n * 4  # the fp32 partial tile
         return self.stages * stage_bytes(self.block_m, self.block_n) + own_buffer + SMEM_RESERVED
 
 
@@ -317,7 +326,27 @@ def choose_gemm_config(m: int, n: int, k: int, num_sms: int, staged_out_bytes: i
         resident = with_resident_a(cfg, k_blocks, n_blocks)
         if resident is not None and clusters >= RESIDENT_A_MIN_GRID * (grid // cm):
             cfg = dataclasses.replace(resident, num_sms=clusters * cm)
+    if num_groups is None and not large and m <= SPLIT_K_MAX_M and k_blocks >= SPLIT_K_MIN_K_BLOCKS:
+        cfg = with_split_k(cfg, m, n, num_sms) or cfg
     return cfg
+
+
+def with_split_k(cfg: GemmConfig, m: int, n: int, num_sms: int) -> GemmConfig | None:
+    """``cfg`` as split-K over clusters of two CTAs (each half of every tile's K blocks), or
+    None where that does not fit: the same tile where its tiles fill at most half the SMs
+    (twice the CTAs), else twice the tile (a CTA pair's two tiles as one 128-row tile, or
+    one twice as wide) on about the same CTAs, each reading half as many bytes of A."""
+    bm, bn = cfg.block_m, cfg.block_n
+    tiles = math.ceil(m / bm) * math.ceil(n / bn)
+    if cfg.cluster_m == 1 and 2 * tiles > num_sms:
+        bn *= 2
+    elif cfg.cluster_m == 2:
+        bm *= 2
+    tiles = math.ceil(m / bm) * math.ceil(n / bn)
+    if bm > 128 or bn > MAX_BLOCK_N or not _spans_at_most_two_scale_blocks(bn) or 2 * tiles > num_sms:
+        return None
+    return GemmConfig(bm, bn, stages_for(bm, bn, 4), group_n=min(GROUP_N, math.ceil(n / bn)),
+                      num_sms=2 * tiles, overlap=uses_overlap(bm, bn), split_k=2)
 
 
 def _in_step_clusters(m_pairs: int, n_blocks: int, max_clusters: int) -> int:

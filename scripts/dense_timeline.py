@@ -25,15 +25,20 @@ import fp8gemm_core as fg  # noqa: E402
 from fp8gemm_core import driver, gemm  # noqa: E402
 from fp8gemm_core.arrays import DeviceArray  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from occupancy_probe import _choose, _edit  # noqa: E402
+
 MARKS = {0: "start", 6: "barriers ready", 7: "walker built", 1: "tile known", 10: "first loads issued",
          8: "first scales issued", 9: "first stage landed", 2: "first MMA done", 5: "last load issued",
-         3: "last K block done", 4: "stored"}
+         11: "split-K: loop done", 12: "split-K: partial out", 13: "split-K: all partials",
+         14: "split-K: share stored", 3: "last K block done", 4: "stored"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="64,7168,2048;128,7168,2048;64,2112,7168;128,24576,1536")
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--variant", default="ship", help="a config as scripts/occupancy_probe.py names them")
     args = ap.parse_args()
     import torch
     stream = torch.cuda.current_stream().cuda_stream
@@ -41,6 +46,8 @@ def main() -> None:
     rng = np.random.default_rng(5)
     buf = DeviceArray.empty((1024 * 16,), np.uint64, 0, stream)
     launch = driver.launch_fast
+    edit = _edit(args.variant)
+    gemm.choose_gemm_config = lambda *a, **kw: edit(_choose(*a, **kw))
     for shape in args.shapes.split(";"):
         m, n, k = (int(v) for v in shape.split(","))
         A, SA, _ = fp8_activations(rng, (m, k), stream)

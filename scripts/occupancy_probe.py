@@ -1,9 +1,9 @@
 """Dense small-M probe: one CTA per SM against two (a grid of 2 x SMs with fewer stages).
 
     PYTHONPATH=. python scripts/occupancy_probe.py [--shapes "M,N,K;..."]
-        [--variants ship,64x64c2s6g264,...] [--rounds 2] [--reps 15]
+        [--variants ship,64x64c2s6g264,64x128c1s7g119k7,...] [--rounds 2] [--reps 15]
 
-A variant is ``<BM>x<BN>c<cluster>s<stages>g<grid>[o1]`` (or ``ship``): the config the heuristics
+A variant is ``<BM>x<BN>c<cluster>s<stages>g<grid>[o1][k<split-K>]`` (or ``ship``): the config the heuristics
 would pick is replaced by it (the grid may exceed the SM count: two CTAs share an SM where
 registers and shared memory allow). CUPTI kernel times, L2 flushed; each variant's output
 is compared with the shipped config's (same K-block order: expected bit-identical).
@@ -33,13 +33,15 @@ _choose = gemm.choose_gemm_config
 def _edit(name: str):
     if name == "ship":
         return lambda c: c
-    m = re.fullmatch(r"(\d+)x(\d+)c(\d)s(\d+)g(\d+)(o1)?", name)
+    m = re.fullmatch(r"(\d+)x(\d+)c(\d)s(\d+)g(\d+)(o1)?(?:k(\d))?", name)
     if not m:
-        raise SystemExit(f"variant {name!r}: expected ship or <BM>x<BN>c<C>s<S>g<G>[o1]")
+        raise SystemExit(f"variant {name!r}: expected ship or <BM>x<BN>c<C>s<S>g<G>[o1][k<split-K>]")
     bm, bn, cm, st, grid = (int(v) for v in m.groups()[:5])
-    return lambda c: dataclasses.replace(c, block_m=bm, block_n=bn, cluster_m=cm, stages=st, num_sms=grid,
-                                         overlap=bool(m.group(6)), out_in_ring=False,
-                                         staged_out_bytes=heuristics.out_staging(bm, bn, c.staged_out_bytes))
+    split = int(m.group(7) or 1)
+    return lambda c: dataclasses.replace(
+        c, block_m=bm, block_n=bn, cluster_m=cm, stages=st, num_sms=grid, overlap=bool(m.group(6)),
+        out_in_ring=False, resident_a=0, split_k=split,
+        staged_out_bytes=0 if split > 1 else heuristics.out_staging(bm, bn, c.staged_out_bytes))
 
 
 def main() -> None:
@@ -75,7 +77,8 @@ def main() -> None:
                     res = out.to_numpy(stream).astype(np.float32)
                     if v == variants[0]:
                         diffs[M, N, K, "ref"] = res
-                    diffs[v, (M, N, K)] = float(np.abs(res - diffs[M, N, K, "ref"]).max())
+                    ref = diffs[M, N, K, "ref"]
+                    diffs[v, (M, N, K)] = float(np.abs(res - ref).max() / max(float(np.abs(ref).max()), 1e-30))
                     plan = next(p for key, p in gemm._plans.items() if key[:3] == (M, N, K))
                     c = plan.config
                     print(f"{v}: {M}x{N}x{K} {c.block_m}x{c.block_n} c{c.cluster_m} s{c.stages} "
@@ -83,7 +86,7 @@ def main() -> None:
                           flush=True)
     gemm.choose_gemm_config = _choose
     print(f"\nOccupancy probe on {driver.get_device(0).name}, CUPTI us (min of {args.rounds} rounds), TFLOPS, "
-          f"max |diff| to {variants[0]}")
+          f"max |diff| to {variants[0]} / its max |value|")
     for M, N, K in shapes:
         for v in variants:
             t = min(times[v, (M, N, K)])

@@ -242,6 +242,50 @@ def test_resident_a(tile, num_sms, k, with_c, monkeypatch):
 
 
 @requires_gpu
+@pytest.mark.parametrize("m,n,k,out_dtype,c_dtype", [
+    (64, 576, 7168, BF16, None), (128, 1536, 7168, np.dtype(np.float32), None),
+    (100, 2112, 7168, BF16, np.dtype(np.float32)), (256, 2112, 7168, np.dtype(np.float32), BF16),
+    (1, 2112, 7168, BF16, None), (200, 4096 + 48, 7168 + 64, BF16, BF16)])
+def test_split_k_shapes(m, n, k, out_dtype, c_dtype):
+    # Small M, long K: the heuristics split each tile's K blocks over a CTA pair and add the
+    # partial tiles through distributed shared memory (odd M and N, K not a multiple of 128, C).
+    assert heuristics.choose_gemm_config(m, n, k, fg.get_num_sms(), 2).split_k == 2
+    rng, seed = _rng()
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    c = None if c_dtype is None else rng.standard_normal((m, n)).astype(np.float32).astype(c_dtype)
+    out = poisoned((m, n), out_dtype)
+    fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                   c=None if c is None else to_dev(c))
+    check_against_reference(a8, sfa, b8, sfb, out, c=None if c is None else c.astype(np.float32),
+                            out_dtype=out_dtype, rng=rng, seed=seed)
+
+
+@requires_gpu
+@pytest.mark.parametrize("tile", [(64, 16), (64, 128), (128, 64), (128, 192)])
+@pytest.mark.parametrize("num_sms,k", [(2, 7168), (6, 384), (None, 128), (4, 1008)])
+def test_split_k_any_grid(tile, num_sms, k, monkeypatch):
+    # Split-K forced on other grids: clusters that walk several tiles (their partial-tile slots
+    # reused tile after tile), a CTA with one K block or none (K = 128), K tails.
+    def split_k(m, n, k, num_sms, staged=0, **kw):
+        bm, bn = tile
+        tiles = -(-m // bm) * -(-n // bn)
+        return heuristics.GemmConfig(bm, bn, heuristics.stages_for(bm, bn, 4), 4, min(2 * tiles, num_sms // 2 * 2),
+                                     overlap=heuristics.uses_overlap(bm, bn), split_k=2)
+
+    monkeypatch.setattr(gemm, "choose_gemm_config", split_k)
+    rng, seed = _rng()
+    m, n = 300 + tile[1] // 16, 1000 + 2 * tile[0]  # plans: per shape
+    a8, sfa, b8, sfb = make_operands(rng, m, n, k)
+    out = poisoned((m, n), BF16)
+    try:
+        fg.set_num_sms(num_sms)
+        fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
+    finally:
+        fg.set_num_sms(None)
+    check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
+
+
+@requires_gpu
 @pytest.mark.parametrize("out_dtype", [BF16, np.dtype(np.float32)])
 @pytest.mark.parametrize("c_dtype", [None, np.dtype(np.float32), BF16])
 def test_out_dtypes_and_accumulate(out_dtype, c_dtype):
@@ -335,14 +379,14 @@ def test_row_major_scales_are_copied_m_major_for_large_tiles():
 
 
 @requires_gpu
-def test_deterministic():
+@pytest.mark.parametrize("m,n,k", [(4096, 4096, 7168), (128, 2112, 7168)])  # (the second: split-K)
+def test_deterministic(m, n, k):
     rng, seed = _rng()
-    m, n, k = 4096, 4096, 7168
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     args = ((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)))
-    first = fg.fp8_gemm_nt(*args).to_numpy().view(np.uint16)
+    first = fg.fp8_gemm_nt(*args, out_dtype="fp32").to_numpy().view(np.uint32)
     for _ in range(3):
-        assert np.array_equal(fg.fp8_gemm_nt(*args).to_numpy().view(np.uint16), first)
+        assert np.array_equal(fg.fp8_gemm_nt(*args, out_dtype="fp32").to_numpy().view(np.uint32), first)
 
 
 @requires_gpu

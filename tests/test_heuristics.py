@@ -21,8 +21,9 @@ def test_configs_fit_shared_memory(staged):
         # One more stage would not fit (or the cap is reached): the depth uses the room there is.
         deeper = h.GemmConfig(**{**cfg.__dict__, "stages": cfg.stages + 1})
         assert cfg.stages == h.MAX_STAGES or deeper.smem_bytes > h.SMEM_LIMIT, (m, n, k, cfg)
-        # Staged as asked, unless that would leave too few stages (256x128 with fp32 out).
-        assert cfg.staged_out_bytes == staged or (
+        # Staged as asked, unless that would leave too few stages (256x128 with fp32 out) or
+        # the partial tiles of split-K take the room.
+        assert cfg.staged_out_bytes == staged or cfg.split_k > 1 or (
             cfg.staged_out_bytes == 0 and h.stages_for(cfg.block_m, cfg.block_n, staged) < h.MIN_STAGES)
     # fp32 out on a 128x256 (or 256x128) tile: no room to stage it, four stages instead.
     cfg = h.choose_gemm_config(4096, 4096, 7168, 132, 4)
@@ -106,8 +107,9 @@ def test_tall_tiles_never_overlap_and_serve_large_groups():
 
 def test_small_shapes_prefer_square_then_wide_tiles_at_equal_area():
     # Same waves and area: fewer bytes of A and B per FLOP wins (measured +3-27%, perf log session 6).
-    for (m, n, k), tile in [((128, 2112, 7168), (64, 32)), ((128, 4096, 7168), (64, 64)),
-                            ((256, 4096, 7168), (64, 128))]:
+    # (At K = 2048: from K = 7168 these shapes split K, test_split_k_for_small_m_and_long_k.)
+    for (m, n, k), tile in [((128, 2112, 2048), (64, 32)), ((128, 4096, 2048), (64, 64)),
+                            ((256, 4096, 2048), (64, 128))]:
         cfg = h.choose_gemm_config(m, n, k, 132, 2)
         assert (cfg.block_m, cfg.block_n) == tile, (m, n, k, cfg)
 
@@ -162,7 +164,7 @@ def test_scales_copied_m_major_only_where_it_pays():
 def test_dense_grid_is_the_fewest_ctas_for_the_same_waves(m, n, k):
     cfg = h.choose_gemm_config(m, n, k, 132, 2)
     cm = cfg.cluster_m
-    tiles = math.ceil(math.ceil(m / cfg.block_m) / cm) * cm * math.ceil(n / cfg.block_n)
+    tiles = math.ceil(math.ceil(m / cfg.block_m) / cm) * cm * math.ceil(n / cfg.block_n) * cfg.split_k
     full = min(132, tiles) // cm * cm
     assert cfg.num_sms % cm == 0 and cfg.num_sms <= full
     assert math.ceil(tiles / cfg.num_sms) == math.ceil(tiles / full), "waves must not grow"
@@ -312,3 +314,18 @@ def test_resident_a_at_short_k():
     # Counted exactly: one more B stage would not fit.
     cfg = h.choose_gemm_config(4096, 32768, 512, 132, 2)
     assert h.resident_a_smem_bytes(128, 256, 2, 4, cfg.stages + 1) > h.SMEM_LIMIT
+
+
+def test_split_k_for_small_m_and_long_k():
+    # Split-K over CTA pairs: the same tile where it fills at most half the SMs, else a CTA
+    # pair's two tiles as one (each CTA then reads half of A); not at short K or larger M.
+    for profile in h.PROFILES:
+        for (m, n, k), want in {(64, 576, 7168): (64, 16, 72), (128, 576, 7168): (128, 16, 72),
+                                (64, 2112, 7168): (64, 32, 132), (128, 2112, 7168): (128, 32, 132),
+                                (256, 2112, 7168): (128, 64, 132)}.items():
+            cfg = h.choose_gemm_config(m, n, k, 132, 2, profile=profile)
+            assert (cfg.block_m, cfg.block_n, cfg.num_sms, cfg.split_k, cfg.cluster_m) == (*want, 2, 1), cfg
+            assert cfg.staged_out_bytes == 0 and cfg.smem_bytes <= h.SMEM_LIMIT
+        for m, n, k in ((64, 7168, 2048), (512, 2112, 7168), (4096, 2112, 7168)):
+            assert h.choose_gemm_config(m, n, k, 132, 2, profile=profile).split_k == 1
+        assert h.choose_gemm_config(64, 2112, 7168, 132, 2, num_groups=4, profile=profile).split_k == 1

@@ -73,7 +73,7 @@ def test_rejects_what_is_not_a_cubin():
 
 def test_loads_between_wgmma_finds_a_load_moved_into_a_batch():
     source, name, prelude = next(spec for spec in gemm.gemm_kernel_configs()
-                                 if spec[1] == "fp8_gemm_nt<128, 128, 5, 1, 0, 0, 0, 1, 0, 0>")
+                                 if spec[1] == "fp8_gemm_nt<128, 128, 5, 1, 0, 0, 0, 1, 0, 0, 1>")
     cubin = jit.compile_kernel(source, name, prelude=prelude).cubin
     assert sass.loads_between_wgmma(cubin) == 0
     offset, size = max(sass._text_sections(cubin), key=lambda section: section[1])
