@@ -114,9 +114,9 @@ def gemm_kernel_configs() -> list[tuple[str, str, str]]:
                             ring = heuristics.output_in_ring(cfg, (4 if out_fp32 else 2) if tma_store else 0)
                             if ring is not None:
                                 specs.append(_kernel_spec(ring, out_fp32, 0, grouped=True))
-    # Split-K over CTA pairs (heuristics.with_split_k): 64- and 128-row tiles up to MAX_BLOCK_N wide.
+    # Split-K over CTA pairs (heuristics.with_split_k): 64- and 128-row tiles up to SPLIT_K_MAX_BLOCK_N wide.
     for bm, bn in tiles:
-        if bm <= 128 and bn <= heuristics.MAX_BLOCK_N:
+        if bm <= 128 and bn <= heuristics.SPLIT_K_MAX_BLOCK_N:
             cfg = GemmConfig(bm, bn, stages_for(bm, bn, 4), 1, 2, overlap=uses_overlap(bm, bn), split_k=2)
             for out_fp32 in (False, True):
                 for c_mode in (0, 1, 2):

@@ -102,11 +102,13 @@ RESIDENT_A_MIN_WAVES = 4
 # share of the clusters.
 RESIDENT_A_MIN_GRID = 0.9
 
-# Split-K over CTA pairs (with_split_k) for dense GEMMs of at most this many rows and K blocks
-# from this many: K = 7168 with N = 576-2112 +7% to +41% on an H100, N = 4096-7168 at K =
-# 7168-16384 0% to +4% (perf log session 15).
+# Split-K over CTA pairs (with_split_k) for dense GEMMs of at most this many rows, from this
+# many K blocks, on tiles at most this wide: on an H100 +7% to +41% at N = 576-2112 (K = 2048-
+# 7168) and +4% at 64x4096x7168, where A re-read by many narrow tiles or idle SMs limit; 0% at
+# 128x4096x7168; with 128-wide tiles -2.7% to +2.5% (64x7168x4096 / 16384; perf log session 15).
 SPLIT_K_MAX_M = 256
-SPLIT_K_MIN_K_BLOCKS = 56
+SPLIT_K_MIN_K_BLOCKS = 16
+SPLIT_K_MAX_BLOCK_N = 64
 
 # Small-shape rule: a 256-row tile's time, per m-wave, in 128-row tile times. 256x128 ran over
 # 128x112-192 on masked and dense shapes with 256-512 rows (perf log session 13) at 0.63-0.74
@@ -343,7 +345,7 @@ def with_split_k(cfg: GemmConfig, m: int, n: int, num_sms: int) -> GemmConfig | 
     elif cfg.cluster_m == 2:
         bm *= 2
     tiles = math.ceil(m / bm) * math.ceil(n / bn)
-    if bm > 128 or bn > MAX_BLOCK_N or not _spans_at_most_two_scale_blocks(bn) or 2 * tiles > num_sms:
+    if bm > 128 or bn > SPLIT_K_MAX_BLOCK_N or 2 * tiles > num_sms:
         return None
     return GemmConfig(bm, bn, stages_for(bm, bn, 4), group_n=min(GROUP_N, math.ceil(n / bn)),
                       num_sms=2 * tiles, overlap=uses_overlap(bm, bn), split_k=2)

@@ -245,7 +245,7 @@ def test_resident_a(tile, num_sms, k, with_c, monkeypatch):
 @pytest.mark.parametrize("m,n,k,out_dtype,c_dtype", [
     (64, 576, 7168, BF16, None), (128, 1536, 7168, np.dtype(np.float32), None),
     (100, 2112, 7168, BF16, np.dtype(np.float32)), (256, 2112, 7168, np.dtype(np.float32), BF16),
-    (1, 2112, 7168, BF16, None), (200, 4096 + 48, 7168 + 64, BF16, BF16)])
+    (1, 2112, 7168, BF16, None), (200, 2096, 7232, BF16, BF16), (72, 1552, 7232, BF16, None)])
 def test_split_k_shapes(m, n, k, out_dtype, c_dtype):
     # Small M, long K: the heuristics split each tile's K blocks over a CTA pair and add the
     # partial tiles through distributed shared memory (odd M and N, K not a multiple of 128, C).

@@ -107,9 +107,9 @@ def test_tall_tiles_never_overlap_and_serve_large_groups():
 
 def test_small_shapes_prefer_square_then_wide_tiles_at_equal_area():
     # Same waves and area: fewer bytes of A and B per FLOP wins (measured +3-27%, perf log session 6).
-    # (At K = 2048: from K = 7168 these shapes split K, test_split_k_for_small_m_and_long_k.)
-    for (m, n, k), tile in [((128, 2112, 2048), (64, 32)), ((128, 4096, 2048), (64, 64)),
-                            ((256, 4096, 2048), (64, 128))]:
+    # (At K = 1536: from K = 2048 these shapes split K, test_split_k_for_small_m_and_long_k.)
+    for (m, n, k), tile in [((128, 2112, 1536), (64, 32)), ((128, 4096, 1536), (64, 64)),
+                            ((256, 4096, 1536), (64, 128))]:
         cfg = h.choose_gemm_config(m, n, k, 132, 2)
         assert (cfg.block_m, cfg.block_n) == tile, (m, n, k, cfg)
 
@@ -326,6 +326,7 @@ def test_split_k_for_small_m_and_long_k():
             cfg = h.choose_gemm_config(m, n, k, 132, 2, profile=profile)
             assert (cfg.block_m, cfg.block_n, cfg.num_sms, cfg.split_k, cfg.cluster_m) == (*want, 2, 1), cfg
             assert cfg.staged_out_bytes == 0 and cfg.smem_bytes <= h.SMEM_LIMIT
-        for m, n, k in ((64, 7168, 2048), (512, 2112, 7168), (4096, 2112, 7168)):
+        assert h.choose_gemm_config(64, 2112, 2048, 132, 2, profile=profile).split_k == 2
+        for m, n, k in ((64, 7168, 16384), (64, 2112, 1536), (512, 2112, 7168), (4096, 2112, 7168)):
             assert h.choose_gemm_config(m, n, k, 132, 2, profile=profile).split_k == 1
         assert h.choose_gemm_config(64, 2112, 7168, 132, 2, num_groups=4, profile=profile).split_k == 1
