@@ -49,6 +49,16 @@ def to_torch(torch, x, dev):
     return torch.from_numpy(x).to(dev)
 
 
+def gemm_on_grid(num_sms, a8, sfa, b8, sfb, out, c=None):
+    """fp8_gemm_nt of numpy operands into ``out`` with the kernels' grid limited to ``num_sms`` SMs."""
+    try:
+        fg.set_num_sms(num_sms)
+        fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
+                       c=None if c is None else to_dev(c))
+    finally:
+        fg.set_num_sms(None)
+
+
 def poisoned(shape, dtype):
     return to_dev(np.full(shape, np.nan, dtype=dtype))
 
@@ -192,11 +202,7 @@ def test_tiles_store_in_the_next_tiles_shadow(tile, out_dtype, num_sms, k, monke
     n = 1040
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     out = poisoned((m, n), out_dtype)
-    try:
-        fg.set_num_sms(num_sms)
-        fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
-    finally:
-        fg.set_num_sms(None)
+    gemm_on_grid(num_sms, a8, sfa, b8, sfb, out)
     check_against_reference(a8, sfa, b8, sfb, out, out_dtype=out_dtype, rng=rng, seed=seed)
 
 
@@ -227,16 +233,11 @@ def test_resident_a(tile, num_sms, k, with_c, monkeypatch):
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     c = rng.standard_normal((m, n)).astype(np.float32).astype(BF16) if with_c else None
     out = poisoned((m, n), BF16)
-    try:
-        fg.set_num_sms(num_sms)
-        cfg = resident_on_any_grid(m, n, k, fg.get_num_sms(), 2)
-        # (256x128 keeps at most three K blocks: four would leave room for two B stages only.)
-        resident = 0 if tile == (256, 128) and k > 384 else -(-k // 128)
-        assert (cfg.block_m, cfg.block_n, cfg.cluster_m, cfg.resident_a) == (*tile, 2, resident), cfg
-        fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out,
-                       c=None if c is None else to_dev(c))
-    finally:
-        fg.set_num_sms(None)
+    cfg = resident_on_any_grid(m, n, k, num_sms or fg.get_num_sms(), 2)
+    # (256x128 keeps at most three K blocks: four would leave room for two B stages only.)
+    resident = 0 if tile == (256, 128) and k > 384 else -(-k // 128)
+    assert (cfg.block_m, cfg.block_n, cfg.cluster_m, cfg.resident_a) == (*tile, 2, resident), cfg
+    gemm_on_grid(num_sms, a8, sfa, b8, sfb, out, c)
     check_against_reference(a8, sfa, b8, sfb, out, c=None if c is None else c.astype(np.float32), rng=rng,
                             seed=seed)
 
@@ -277,11 +278,7 @@ def test_split_k_any_grid(tile, num_sms, k, monkeypatch):
     m, n = 300 + tile[1] // 16, 1000 + 2 * tile[0]  # plans: per shape
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     out = poisoned((m, n), BF16)
-    try:
-        fg.set_num_sms(num_sms)
-        fg.fp8_gemm_nt((to_dev(a8), to_dev(sfa)), (to_dev(b8), to_dev(sfb)), out)
-    finally:
-        fg.set_num_sms(None)
+    gemm_on_grid(num_sms, a8, sfa, b8, sfb, out)
     check_against_reference(a8, sfa, b8, sfb, out, rng=rng, seed=seed)
 
 
