@@ -22,6 +22,10 @@
 // is loaded once per run instead of once per tile; only B streams through the ring. Short K
 // is bound by L2 throughput, where A's re-reads were most of the bytes (docs/perf-log.md).
 //
+// kSplitK = 2 (dense, small M, narrow tiles): the two CTAs of a cluster take the same tiles,
+// each half of the K blocks, and add their partial tiles through distributed shared memory
+// (see reduce_tile): twice the CTAs for few tiles, or half of A's bytes per CTA.
+//
 // With CLUSTER_M = 2, two CTAs of a cluster take vertically adjacent tiles
 // (same B columns) and each loads half of the B tile with TMA multicast into
 // both, halving B's L2->SM traffic; their consumers release a stage in both.
@@ -309,7 +313,7 @@ fp8_gemm_nt(const __grid_constant__ TmaDescriptor tmap_a,
   static_assert((kSliceRowsB * kBlockK) % 1024 == 0, "B slices must stay 1024-byte aligned");
   static_assert(kSplitK >= 1 && kSplitK <= 8, "split-K over 1 to 8 CTAs (portable cluster sizes)");
   static_assert(kSplitK == 1 || (CLUSTER_M == 1 && !kGrouped && kResidentA == 0 && kTmaStore == 0 && kMWaves == 1),
-                "split-K: dense, no CTA pairs, resident A or staged output, one m-wave");
+                "split-K: dense and one m-wave only; without CTA pairs, resident A or a staged output");
   // kOutInRing: a tile's output is staged over the ring of stages (A's, then B's), after
   // every consumer is done with its last K block; the producer starts a CTA's next tile
   // only once those stores have read it (ring_free). Chosen where a CTA is expected to
