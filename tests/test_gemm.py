@@ -250,7 +250,8 @@ def test_resident_a(tile, num_sms, k, with_c, monkeypatch):
 def test_split_k_shapes(m, n, k, out_dtype, c_dtype):
     # Small M, long K: the heuristics split each tile's K blocks over a CTA pair and add the
     # partial tiles through distributed shared memory (odd M and N, K not a multiple of 128, C).
-    assert heuristics.choose_gemm_config(m, n, k, fg.get_num_sms(), 2).split_k == 2
+    # (As on a 132-SM H100 / H200; fewer SMs may leave some of these shapes unsplit.)
+    assert heuristics.choose_gemm_config(m, n, k, 132, 2).split_k == 2
     rng, seed = _rng()
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     c = None if c_dtype is None else rng.standard_normal((m, n)).astype(np.float32).astype(c_dtype)
