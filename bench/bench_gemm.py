@@ -117,7 +117,7 @@ def main() -> None:
         cfg = next(p.config for key, p in gemm._plans.items() if key[:3] == (m, n, k))
         row = dict(m=m, n=n, k=k, config=f"{cfg.block_m}x{cfg.block_n}x{cfg.stages}s c{cfg.cluster_m} "
                    f"o{int(cfg.overlap)} "
-                   f"g{cfg.num_sms}", ours_ms=ms, ours_tflops=flops / ms / 1e9,
+                   f"g{cfg.num_sms}" + (f" k{cfg.split_k}" if cfg.split_k > 1 else ""), ours_ms=ms, ours_tflops=flops / ms / 1e9,
                    ours_gbps=(m * k + n * k + 2 * m * n) / ms / 1e6)
         if has_torch:
             tA = torch.utils.dlpack.from_dlpack(A).view(torch.float8_e4m3fn)

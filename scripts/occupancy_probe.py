@@ -82,7 +82,7 @@ def main() -> None:
                     plan = next(p for key, p in gemm._plans.items() if key[:3] == (M, N, K))
                     c = plan.config
                     print(f"{v}: {M}x{N}x{K} {c.block_m}x{c.block_n} c{c.cluster_m} s{c.stages} "
-                          f"grid {c.num_sms} o{int(c.overlap)} smem {c.smem_bytes} regs {plan.kernel.compiled.registers}",
+                          f"grid {c.num_sms} o{int(c.overlap)} split {c.split_k} smem {c.smem_bytes} regs {plan.kernel.compiled.registers}",
                           flush=True)
     gemm.choose_gemm_config = _choose
     print(f"\nOccupancy probe on {driver.get_device(0).name}, CUPTI us (min of {args.rounds} rounds), TFLOPS, "
