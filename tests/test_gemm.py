@@ -413,10 +413,10 @@ def test_set_num_sms():
 
 
 @requires_gpu
-def test_torch_side_stream_and_graph_replay():
+@pytest.mark.parametrize("m,n,k", [(256, 7168, 2048), (128, 2112, 7168)])  # (the second: split-K)
+def test_torch_side_stream_and_graph_replay(m, n, k):
     torch = pytest.importorskip("torch")
     rng, seed = _rng()
-    m, n, k = 256, 7168, 2048
     a8, sfa, b8, sfb = make_operands(rng, m, n, k)
     dev = torch.device("cuda:0")
     t = lambda x: to_torch(torch, x, dev)  # noqa: E731
